@@ -1,0 +1,103 @@
+//! The `kiln` command: parses arguments, resolves configuration, shows progress and results,
+//! and turns library errors into messages with a hint and an exit code. All the work happens in
+//! the library crates; this crate only wires them to a terminal.
+//!
+//! Exit codes: 0 success, 1 failure of the system (store, disk), 2 bad input (file, flags,
+//! config), which is what scripts and CI check.
+
+mod context;
+mod data;
+mod init;
+mod output;
+mod quickstart;
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+/// Kiln: take a tabular model from a notebook to production and keep it healthy there.
+///
+/// Data is ingested, validated, profiled and versioned as immutable snapshots; every later stage
+/// (training, serving, monitoring) names the exact snapshot it used.
+#[derive(Parser, Debug)]
+#[command(name = "kiln", version, propagate_version = true, max_term_width = 100)]
+struct Cli {
+    #[command(flatten)]
+    global: GlobalArgs,
+    #[command(subcommand)]
+    command: Command,
+}
+
+/// Options every command accepts.
+#[derive(Args, Debug, Clone)]
+pub struct GlobalArgs {
+    /// Kiln's home folder (database, artifacts, scratch) [default: from kiln.toml, else ./.kiln]
+    #[arg(long, global = true, env = "KILN_HOME", value_name = "DIR")]
+    pub home: Option<PathBuf>,
+    /// Metadata database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB [default: HOME/kiln.db]
+    #[arg(long, global = true, env = "KILN_DB", value_name = "URL")]
+    pub db: Option<String>,
+    /// Artifact store: a folder or file:// URL [default: HOME/artifacts]
+    #[arg(long, global = true, env = "KILN_ARTIFACTS", value_name = "URL")]
+    pub artifacts: Option<String>,
+    /// Configuration file [default: kiln.toml in this folder or the nearest parent]
+    #[arg(long, global = true, env = "KILN_CONFIG", value_name = "FILE")]
+    pub config: Option<PathBuf>,
+    /// Log format on stderr
+    #[arg(long, global = true, env = "KILN_LOG_FORMAT", value_enum)]
+    pub log_format: Option<LogFormat>,
+    /// Print only errors (and the --json document)
+    #[arg(short, long, global = true, conflicts_with = "verbose")]
+    pub quiet: bool,
+    /// More log output (-v info, -vv debug)
+    #[arg(short, long, global = true, action = clap::ArgAction::Count)]
+    pub verbose: u8,
+}
+
+#[derive(ValueEnum, Clone, Copy, Debug, PartialEq, Eq)]
+pub enum LogFormat {
+    Human,
+    Json,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    /// Create a project: a commented kiln.toml and the home folder
+    Init(init::InitArgs),
+    /// Version, validate, profile and compare data
+    #[command(subcommand)]
+    Data(data::DataCommand),
+    /// Run the reference example end to end in a fresh home (bike-rental demand)
+    Quickstart(quickstart::QuickstartArgs),
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let file_format = context::peek_log_format(&cli.global);
+    output::init_logging(&cli.global, file_format);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("error: cannot start the async runtime: {e}");
+            return ExitCode::from(1);
+        }
+    };
+    let result = runtime.block_on(async {
+        match cli.command {
+            Command::Init(args) => init::run(&cli.global, args),
+            Command::Data(cmd) => data::run(&cli.global, cmd).await,
+            Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
+        }
+    });
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            output::print_error(&e);
+            ExitCode::from(e.exit_code())
+        }
+    }
+}

@@ -1,0 +1,200 @@
+//! What the CLI shows: errors with exit codes, logs, tables, JSON documents, progress bars.
+
+use std::io::IsTerminal;
+use std::sync::Arc;
+
+use indicatif::{ProgressBar, ProgressDrawTarget, ProgressStyle};
+use kiln_data::{DataError, Progress};
+use kiln_store::StoreError;
+use serde::Serialize;
+
+use crate::{GlobalArgs, LogFormat};
+
+/// An error on its way to the user: a message and an exit code.
+#[derive(Debug)]
+pub struct CliError {
+    pub code: u8,
+    pub message: String,
+}
+
+impl CliError {
+    /// Bad input: exit 2.
+    pub fn input(message: impl Into<String>) -> Self {
+        Self {
+            code: 2,
+            message: message.into(),
+        }
+    }
+
+    /// A failure of the system: exit 1.
+    pub fn system(message: impl Into<String>) -> Self {
+        Self {
+            code: 1,
+            message: message.into(),
+        }
+    }
+
+    pub fn from_store(e: StoreError) -> Self {
+        match &e {
+            StoreError::BadDbUrl(_) | StoreError::BadArtifactUrl(_) => Self::input(e.to_string()),
+            _ => Self::system(e.to_string()),
+        }
+    }
+
+    pub fn exit_code(&self) -> u8 {
+        self.code
+    }
+}
+
+impl From<DataError> for CliError {
+    fn from(e: DataError) -> Self {
+        let code = if e.is_input_error() { 2 } else { 1 };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<StoreError> for CliError {
+    fn from(e: StoreError) -> Self {
+        Self::from_store(e)
+    }
+}
+
+pub fn print_error(e: &CliError) {
+    eprintln!("error: {}", e.message);
+}
+
+pub fn init_logging(global: &GlobalArgs, config_format: Option<LogFormat>) {
+    let level = if global.quiet {
+        "error"
+    } else {
+        match global.verbose {
+            0 => "warn",
+            1 => "info",
+            _ => "debug",
+        }
+    };
+    let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_writer(std::io::stderr);
+    let format = global
+        .log_format
+        .or(config_format)
+        .unwrap_or(LogFormat::Human);
+    // A second initialisation (tests in one process) is harmless; ignore it.
+    let _ = match format {
+        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Human => builder.with_target(false).try_init(),
+    };
+}
+
+/// Prints one JSON document on stdout.
+pub fn print_json<T: Serialize>(value: &T) -> Result<(), CliError> {
+    let text = serde_json::to_string_pretty(value)
+        .map_err(|e| CliError::system(format!("cannot encode JSON output: {e}")))?;
+    println!("{text}");
+    Ok(())
+}
+
+/// A plain text table: columns padded to their widest cell; numbers right-aligned.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.chars().count()).collect();
+    for r in rows {
+        for (i, c) in r.iter().enumerate() {
+            if i < widths.len() {
+                widths[i] = widths[i].max(c.chars().count());
+            }
+        }
+    }
+    let numeric = |s: &str| {
+        !s.is_empty()
+            && s.chars()
+                .all(|c| c.is_ascii_digit() || matches!(c, '.' | '-' | ',' | '%' | 'e' | '+'))
+    };
+    let mut out = String::new();
+    let line = |cells: Vec<&str>, out: &mut String| {
+        let mut parts = Vec::new();
+        for (i, c) in cells.iter().enumerate() {
+            let pad = widths[i].saturating_sub(c.chars().count());
+            if numeric(c) && i > 0 {
+                parts.push(format!("{}{}", " ".repeat(pad), c));
+            } else {
+                parts.push(format!("{}{}", c, " ".repeat(pad)));
+            }
+        }
+        out.push_str(parts.join("  ").trim_end());
+        out.push('\n');
+    };
+    line(header.to_vec(), &mut out);
+    for r in rows {
+        line(r.iter().map(|s| s.as_str()).collect(), &mut out);
+    }
+    out
+}
+
+/// Thousands separators, for row counts.
+pub fn count(n: u64) -> String {
+    let s = n.to_string();
+    let mut out = String::new();
+    for (i, c) in s.chars().enumerate() {
+        if i > 0 && (s.len() - i).is_multiple_of(3) {
+            out.push(',');
+        }
+        out.push(c);
+    }
+    out
+}
+
+/// A number for a table: up to 4 significant decimals, no noise.
+pub fn num(v: Option<f64>) -> String {
+    match v {
+        None => "-".into(),
+        Some(x) if x.is_nan() => "-".into(),
+        Some(x) if x.fract() == 0.0 && x.abs() < 1e12 => format!("{}", x as i64),
+        Some(x) if x.abs() >= 1000.0 => format!("{x:.1}"),
+        Some(x) => {
+            let s = format!("{x:.4}");
+            s.trim_end_matches('0').trim_end_matches('.').to_owned()
+        }
+    }
+}
+
+/// The progress bar of a long ingest: on stderr, only when stdout is a terminal and not -q.
+pub struct Bar(ProgressBar);
+
+impl Bar {
+    pub fn for_ingest(global: &GlobalArgs, json: bool) -> Arc<dyn Progress> {
+        let visible = !global.quiet && !json && std::io::stdout().is_terminal();
+        let bar = ProgressBar::with_draw_target(
+            None,
+            if visible {
+                ProgressDrawTarget::stderr()
+            } else {
+                ProgressDrawTarget::hidden()
+            },
+        );
+        if let Ok(style) = ProgressStyle::with_template(
+            "{spinner} {msg} [{bar:30}] {bytes}/{total_bytes} ({bytes_per_sec}, {eta})",
+        ) {
+            bar.set_style(style.progress_chars("=> "));
+        }
+        bar.set_message("ingesting");
+        Arc::new(Bar(bar))
+    }
+}
+
+impl Progress for Bar {
+    fn start(&self, total_bytes: u64) {
+        self.0.set_length(total_bytes);
+    }
+    fn set_position(&self, bytes: u64) {
+        self.0.set_position(bytes);
+    }
+    fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}

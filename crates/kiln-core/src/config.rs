@@ -1,0 +1,284 @@
+//! `kiln.toml`: the project's configuration.
+//!
+//! Precedence, highest first: command-line flags, `KILN_*` environment variables, `kiln.toml`,
+//! the defaults documented in [`TEMPLATE`]. The CLI resolves flags and environment variables
+//! (clap reads both); this module reads the file and supplies the defaults. Unknown keys are
+//! errors, so a typo never silently does nothing.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::names::{BadName, validate_name};
+use crate::schema::FeatureType;
+
+/// The file name Kiln looks for in the working folder and its parents.
+pub const CONFIG_FILE: &str = "kiln.toml";
+
+/// The commented file `kiln init` writes; every default is spelled out in it.
+pub const TEMPLATE: &str = r#"# kiln.toml: configuration of a Kiln project.
+# Precedence: command-line flags > KILN_* environment variables > this file > defaults.
+
+[store]
+# Kiln's home folder (the default database and artifact store live in it).
+# Relative paths are relative to this file. Env: KILN_HOME. Flag: --home.
+home = ".kiln"
+# Metadata database: "sqlite://PATH" or "postgres://USER:PASS@HOST:PORT/DB".
+# Default: a SQLite file kiln.db in the home folder. Env: KILN_DB. Flag: --db.
+# db = "sqlite://.kiln/kiln.db"
+# Artifact store: a folder path (or file:// URL). Default: the folder artifacts/ in the home.
+# Env: KILN_ARTIFACTS. Flag: --artifacts.
+# artifacts = ".kiln/artifacts"
+
+[log]
+# "human" or "json". Env: KILN_LOG_FORMAT. Flag: --log-format.
+format = "human"
+
+[ingest]
+# Rows per batch while streaming a file (memory grows with it).
+batch_rows = 65536
+# Rows read to infer a schema on a dataset's first add.
+infer_rows = 10000
+# Violations listed in a validation report (all are counted).
+max_errors_shown = 20
+
+# One table per dataset. Everything is optional: with no table, the schema is inferred.
+# [datasets.NAME]
+# time_column = "date"          # orders rows in time; time ranges and time splits use it
+# target = "label"              # what models will learn to predict
+# policy = "reject"             # "reject": a file with any bad row stores nothing (exit 2);
+#                               # "quarantine": bad rows are stored aside and counted
+# allow_schema_change = false   # like --allow-schema-change on every add
+#
+# [datasets.NAME.columns.COLUMN]
+# type = "numeric"              # numeric | categorical | boolean | timestamp | date | text
+# min = 0                       # numeric: smallest allowed value
+# max = 100                     # numeric: largest allowed value
+# allowed = ["a", "b"]          # categorical: the allowed values
+# max_null_fraction = 0.05      # share of missing values above which the file is rejected
+# unique = false                # every value distinct within a snapshot
+# regex = "^[A-Z]{3}$"          # categorical/text: each value must match
+"#;
+
+/// A problem with `kiln.toml`.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("{path}: {message}")]
+    Parse { path: PathBuf, message: String },
+    #[error("{path}: {source}")]
+    Name { path: PathBuf, source: BadName },
+    #[error("{path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+/// The whole file.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Config {
+    #[serde(default)]
+    pub store: StoreConfig,
+    #[serde(default)]
+    pub log: LogConfig,
+    #[serde(default)]
+    pub ingest: IngestConfig,
+    #[serde(default)]
+    pub datasets: BTreeMap<String, DatasetConfig>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct StoreConfig {
+    pub home: Option<PathBuf>,
+    pub db: Option<String>,
+    pub artifacts: Option<String>,
+}
+
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct LogConfig {
+    pub format: Option<String>,
+}
+
+#[derive(Clone, Debug, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, default)]
+pub struct IngestConfig {
+    pub batch_rows: usize,
+    pub infer_rows: usize,
+    pub max_errors_shown: usize,
+}
+
+impl Default for IngestConfig {
+    fn default() -> Self {
+        Self {
+            batch_rows: 65_536,
+            infer_rows: 10_000,
+            max_errors_shown: 20,
+        }
+    }
+}
+
+/// What to do with a file that has bad rows.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Policy {
+    /// Store nothing; report and exit 2.
+    #[default]
+    Reject,
+    /// Store the good rows; store the bad ones aside, counted and reported.
+    Quarantine,
+}
+
+/// Settings of one dataset.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct DatasetConfig {
+    pub time_column: Option<String>,
+    pub target: Option<String>,
+    #[serde(default)]
+    pub policy: Policy,
+    #[serde(default)]
+    pub allow_schema_change: bool,
+    #[serde(default)]
+    pub columns: BTreeMap<String, ColumnConfig>,
+}
+
+/// Declared type and expectations of one column.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ColumnConfig {
+    #[serde(rename = "type")]
+    pub ftype: Option<FeatureType>,
+    pub min: Option<f64>,
+    pub max: Option<f64>,
+    pub allowed: Option<Vec<String>>,
+    pub max_null_fraction: Option<f64>,
+    #[serde(default)]
+    pub unique: bool,
+    pub regex: Option<String>,
+}
+
+impl Config {
+    /// Parses `text` read from `path` and checks what serde cannot.
+    pub fn parse(text: &str, path: &Path) -> Result<Self, ConfigError> {
+        let config: Config = toml::from_str(text).map_err(|e| ConfigError::Parse {
+            path: path.to_owned(),
+            message: e.to_string().trim_end().replace('\n', "\n  "),
+        })?;
+        config.check(path)?;
+        Ok(config)
+    }
+
+    /// Reads and parses the file at `path`.
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_owned(),
+            source,
+        })?;
+        Self::parse(&text, path)
+    }
+
+    /// Finds `kiln.toml` in `start` or the nearest parent folder.
+    pub fn find(start: &Path) -> Option<PathBuf> {
+        start
+            .ancestors()
+            .map(|d| d.join(CONFIG_FILE))
+            .find(|p| p.is_file())
+    }
+
+    fn check(&self, path: &Path) -> Result<(), ConfigError> {
+        let invalid = |message: String| ConfigError::Invalid {
+            path: path.to_owned(),
+            message,
+        };
+        if self.ingest.batch_rows == 0 || self.ingest.infer_rows == 0 {
+            return Err(invalid(
+                "[ingest] batch_rows and infer_rows must be at least 1".into(),
+            ));
+        }
+        for (name, ds) in &self.datasets {
+            validate_name("dataset", name).map_err(|source| ConfigError::Name {
+                path: path.to_owned(),
+                source,
+            })?;
+            for (col, c) in &ds.columns {
+                let at = format!("[datasets.{name}.columns.{col}]");
+                if let (Some(lo), Some(hi)) = (c.min, c.max)
+                    && lo > hi
+                {
+                    return Err(invalid(format!("{at}: min {lo} is greater than max {hi}")));
+                }
+                if let Some(f) = c.max_null_fraction
+                    && !(0.0..=1.0).contains(&f)
+                {
+                    return Err(invalid(format!(
+                        "{at}: max_null_fraction {f} is not between 0 and 1"
+                    )));
+                }
+                if let Some(re) = &c.regex
+                    && let Err(e) = regex::Regex::new(re)
+                {
+                    return Err(invalid(format!("{at}: regex `{re}` does not compile: {e}")));
+                }
+                if let Some(t) = c.ftype {
+                    let numeric_rule = c.min.is_some() || c.max.is_some();
+                    let string_rule = c.allowed.is_some() || c.regex.is_some();
+                    if numeric_rule && t != FeatureType::Numeric {
+                        return Err(invalid(format!(
+                            "{at}: min/max apply to numeric columns, this one is {t}"
+                        )));
+                    }
+                    if string_rule && !t.is_string() {
+                        return Err(invalid(format!(
+                            "{at}: allowed/regex apply to categorical or text columns, this one is {t}"
+                        )));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    /// The settings of dataset `name` (defaults when it has no table).
+    pub fn dataset(&self, name: &str) -> DatasetConfig {
+        self.datasets.get(name).cloned().unwrap_or_default()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_template_parses_to_the_defaults() {
+        let c = Config::parse(TEMPLATE, Path::new("kiln.toml")).unwrap();
+        assert_eq!(c.ingest.batch_rows, 65_536);
+        assert_eq!(c.log.format.as_deref(), Some("human"));
+        assert!(c.datasets.is_empty());
+    }
+
+    #[test]
+    fn typos_and_contradictions_are_named() {
+        let e = Config::parse("[ingest]\nbatch_rowz = 3\n", Path::new("k.toml")).unwrap_err();
+        assert!(e.to_string().contains("batch_rowz"), "{e}");
+        let e = Config::parse(
+            "[datasets.b.columns.x]\nmin = 5\nmax = 1\n",
+            Path::new("k.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("[datasets.b.columns.x]"), "{e}");
+        let e = Config::parse("[datasets.\"../x\"]\n", Path::new("k.toml")).unwrap_err();
+        assert!(e.to_string().contains("invalid dataset name"), "{e}");
+        let e = Config::parse(
+            "[datasets.b.columns.x]\nregex = \"(\"\n",
+            Path::new("k.toml"),
+        )
+        .unwrap_err();
+        assert!(e.to_string().contains("does not compile"), "{e}");
+    }
+}

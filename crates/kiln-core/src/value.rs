@@ -1,0 +1,199 @@
+//! Turning cell text into typed values.
+//!
+//! Ingest (CSV cells), batch scoring and serving (JSON strings) all parse values here, so a value
+//! means the same thing wherever it enters Kiln.
+
+use chrono::{DateTime, NaiveDate, NaiveDateTime};
+
+use crate::schema::FeatureType;
+
+/// Cell texts that mean "no value" in any column.
+pub const NULL_TOKENS: [&str; 8] = ["", "NA", "N/A", "null", "NULL", "None", "NaN", "nan"];
+
+/// Whether `s` (already trimmed or not) stands for a missing value.
+pub fn is_null_token(s: &str) -> bool {
+    NULL_TOKENS.contains(&s.trim())
+}
+
+/// Parses a number; `None` when `s` is not one.
+#[inline]
+pub fn parse_number(s: &str) -> Option<f64> {
+    s.trim().parse::<f64>().ok()
+}
+
+/// Parses a boolean spelled true/false, yes/no or t/f in any case; `1`/`0` too when
+/// `allow_digits` (off during inference, where such a column is numeric).
+pub fn parse_bool(s: &str, allow_digits: bool) -> Option<bool> {
+    let t = s.trim();
+    for (word, v) in [
+        ("true", true),
+        ("false", false),
+        ("yes", true),
+        ("no", false),
+        ("t", true),
+        ("f", false),
+    ] {
+        if t.eq_ignore_ascii_case(word) {
+            return Some(v);
+        }
+    }
+    if allow_digits {
+        match t {
+            "1" => return Some(true),
+            "0" => return Some(false),
+            _ => {}
+        }
+    }
+    None
+}
+
+const DATE_FORMATS: [&str; 3] = ["%Y-%m-%d", "%Y/%m/%d", "%Y%m%d"];
+const DATETIME_FORMATS: [&str; 6] = [
+    "%Y-%m-%d %H:%M:%S%.f",
+    "%Y-%m-%dT%H:%M:%S%.f",
+    "%Y-%m-%d %H:%M",
+    "%Y-%m-%dT%H:%M",
+    "%Y/%m/%d %H:%M:%S%.f",
+    "%Y/%m/%d %H:%M",
+];
+
+/// Days since 1970-01-01 for a date written as `YYYY-MM-DD` (or `YYYY/MM/DD`, `YYYYMMDD`).
+pub fn parse_date(s: &str) -> Option<i32> {
+    let t = s.trim();
+    if t.len() < 8 || t.len() > 10 {
+        return None;
+    }
+    DATE_FORMATS
+        .iter()
+        .find_map(|f| NaiveDate::parse_from_str(t, f).ok())
+        .map(date_to_days)
+}
+
+/// Microseconds since the epoch (UTC) for RFC 3339 or `YYYY-MM-DD[ T]HH:MM[:SS[.f]]` (read as UTC).
+pub fn parse_timestamp(s: &str) -> Option<i64> {
+    let t = s.trim();
+    if t.len() < 16 {
+        return None;
+    }
+    if let Ok(dt) = DateTime::parse_from_rfc3339(t) {
+        return Some(dt.timestamp_micros());
+    }
+    DATETIME_FORMATS
+        .iter()
+        .find_map(|f| NaiveDateTime::parse_from_str(t, f).ok())
+        .map(|dt| dt.and_utc().timestamp_micros())
+}
+
+/// Days since the epoch for a calendar date.
+pub fn date_to_days(d: NaiveDate) -> i32 {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (d - epoch).num_days() as i32
+}
+
+/// A date, from days since the epoch, as `YYYY-MM-DD`.
+pub fn format_days(days: i32) -> String {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    (epoch + chrono::Duration::days(days as i64))
+        .format("%Y-%m-%d")
+        .to_string()
+}
+
+/// A timestamp, from microseconds since the epoch, as RFC 3339.
+pub fn format_timestamp(micros: i64) -> String {
+    DateTime::from_timestamp_micros(micros)
+        .map(|t| t.format("%Y-%m-%dT%H:%M:%S%.fZ").to_string())
+        .unwrap_or_else(|| micros.to_string())
+}
+
+/// Guesses a column's type from sample values (nulls already left out).
+///
+/// The order matters: a column of `0`/`1` is numeric, not boolean; a column of dates is a date,
+/// not text. Strings with few distinct values (at most 1,000 and at most half the sample, or at
+/// most 20) are categorical; other strings are text.
+pub fn infer_type<'a>(values: impl Iterator<Item = &'a str> + Clone) -> FeatureType {
+    let mut any = false;
+    let mut numeric = true;
+    let mut boolean = true;
+    let mut date = true;
+    let mut timestamp = true;
+    for v in values.clone() {
+        any = true;
+        numeric = numeric && parse_number(v).is_some();
+        boolean = boolean && parse_bool(v, false).is_some();
+        date = date && parse_date(v).is_some();
+        timestamp = timestamp && parse_timestamp(v).is_some();
+        if !(numeric || boolean || date || timestamp) {
+            break;
+        }
+    }
+    if !any {
+        // Nothing but nulls: categorical stores them losslessly and the user can declare better.
+        return FeatureType::Categorical;
+    }
+    if numeric {
+        return FeatureType::Numeric;
+    }
+    if boolean {
+        return FeatureType::Boolean;
+    }
+    if date {
+        return FeatureType::Date;
+    }
+    if timestamp {
+        return FeatureType::Timestamp;
+    }
+    let mut distinct = std::collections::HashSet::new();
+    let mut n = 0usize;
+    for v in values {
+        n += 1;
+        if distinct.len() <= 1_000 {
+            distinct.insert(v);
+        }
+    }
+    let d = distinct.len();
+    if d <= 20 || (d <= 1_000 && d * 2 <= n) {
+        FeatureType::Categorical
+    } else {
+        FeatureType::Text
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn parses_each_kind() {
+        assert_eq!(parse_number(" 3.5 "), Some(3.5));
+        assert_eq!(parse_number("1e3"), Some(1000.0));
+        assert_eq!(parse_number("abc"), None);
+        assert_eq!(parse_bool("Yes", false), Some(true));
+        assert_eq!(parse_bool("1", false), None);
+        assert_eq!(parse_bool("1", true), Some(true));
+        assert_eq!(parse_date("1970-01-02"), Some(1));
+        assert_eq!(parse_date("2011-01-01"), Some(14975));
+        assert_eq!(parse_date("2011-02-30"), None);
+        assert_eq!(format_days(14975), "2011-01-01");
+        assert_eq!(parse_timestamp("1970-01-01T00:00:01Z"), Some(1_000_000));
+        assert_eq!(parse_timestamp("1970-01-01 00:01"), Some(60_000_000));
+        assert_eq!(format_timestamp(1_500_000), "1970-01-01T00:00:01.500Z");
+        assert!(is_null_token(" NA "));
+        assert!(!is_null_token("0"));
+    }
+
+    #[test]
+    fn infers_types_in_the_documented_order() {
+        let infer = |v: &[&str]| infer_type(v.iter().copied());
+        assert_eq!(infer(&["0", "1", "1"]), FeatureType::Numeric);
+        assert_eq!(infer(&["yes", "No"]), FeatureType::Boolean);
+        assert_eq!(infer(&["2011-01-01", "2012-12-31"]), FeatureType::Date);
+        assert_eq!(infer(&["2011-01-01 10:00:00"]), FeatureType::Timestamp);
+        assert_eq!(infer(&["fall", "spring", "fall"]), FeatureType::Categorical);
+        let many: Vec<String> = (0..100).map(|i| format!("note {i}")).collect();
+        assert_eq!(
+            infer_type(many.iter().map(|s| s.as_str())),
+            FeatureType::Text
+        );
+        assert_eq!(infer(&[]), FeatureType::Categorical);
+    }
+}

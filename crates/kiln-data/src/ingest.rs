@@ -1,0 +1,1463 @@
+//! `kiln data add`: a file in, a validated, profiled, content-addressed snapshot out.
+//!
+//! The file is streamed in batches of `[ingest] batch_rows` rows through two threads:
+//!
+//! ```text
+//!  reader thread:  read (gzip) → parse CSV / decode Parquet → typed Arrow columns  ──┐ bounded
+//!  main thread:    row rules → profile → Parquet part (hashed as written)        ◀──┘ channel
+//! ```
+//!
+//! so memory is bounded by a few batches whatever the file size, and the two cores of a small
+//! machine both work. Under the `reject` policy the first bad row stops the writer (the rest is
+//! still read, to count every violation) and nothing reaches the stores; under `quarantine`, bad
+//! rows go to a gzip CSV stored beside the snapshot.
+
+use std::collections::HashMap;
+use std::fs::File;
+use std::io::{BufReader, BufWriter, Read, Write};
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc::sync_channel;
+
+use arrow_array::builder::{
+    BooleanBuilder, Date32Builder, Float64Builder, StringBuilder, StringDictionaryBuilder,
+    TimestampMicrosecondBuilder,
+};
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Int32Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
+use arrow_schema::{DataType, TimeUnit};
+use bytes::Bytes;
+use kiln_core::config::{Config, DatasetConfig, Policy};
+use kiln_core::id::ContentId;
+use kiln_core::names::validate_name;
+use kiln_core::profile::{
+    CategoryBuilder, ColumnProfile, ColumnStats, DatasetProfile, NumericBuilder,
+};
+use kiln_core::schema::{Column, FeatureType, Schema};
+use kiln_core::value::{
+    NULL_TOKENS, format_days, format_timestamp, infer_type, parse_bool, parse_date, parse_number,
+    parse_timestamp,
+};
+use kiln_store::{DatasetVersion, NewVersion, PartRef, Store};
+use parquet::arrow::ArrowWriter;
+use parquet::arrow::arrow_reader::ParquetRecordBatchReaderBuilder;
+use parquet::basic::Compression;
+use parquet::file::properties::WriterProperties;
+use serde::Serialize;
+
+use crate::snapshot::snapshot_id;
+use crate::table::{arrow_schema, cell_text, feature_type_of};
+use crate::validate::{Rules, ValidationReport, Violation, show_value};
+use crate::{DataError, Result};
+
+/// What `kiln data add` was asked to do.
+#[derive(Clone, Debug)]
+pub struct AddOptions {
+    pub file: PathBuf,
+    pub dataset: String,
+    pub time_column: Option<String>,
+    pub target: Option<String>,
+    pub append: bool,
+    pub allow_schema_change: bool,
+}
+
+/// What `kiln data add` did.
+#[derive(Clone, Debug, Serialize)]
+pub struct AddOutcome {
+    pub version: DatasetVersion,
+    /// False when the content was already the latest version (nothing new was written).
+    pub created: bool,
+    /// Rows stored aside under the quarantine policy, with the report that explains them.
+    pub quarantined_rows: u64,
+    pub report: ValidationReport,
+    pub seconds: f64,
+}
+
+/// Progress of a long ingest, in bytes of the input file.
+pub trait Progress: Send + Sync {
+    fn start(&self, total_bytes: u64);
+    fn set_position(&self, bytes: u64);
+    fn finish(&self);
+}
+
+/// No progress display.
+pub struct NoProgress;
+
+impl Progress for NoProgress {
+    fn start(&self, _: u64) {}
+    fn set_position(&self, _: u64) {}
+    fn finish(&self) {}
+}
+
+/// Adds `opts.file` to the dataset: validate, profile, snapshot, record a version.
+pub async fn add(
+    store: &Store,
+    config: &Config,
+    scratch: &Path,
+    opts: &AddOptions,
+    progress: Arc<dyn Progress>,
+) -> Result<AddOutcome> {
+    let started = std::time::Instant::now();
+    validate_name("dataset", &opts.dataset)?;
+    let ds_config = config.dataset(&opts.dataset);
+    let existing = store.meta.dataset(&opts.dataset).await?;
+    let latest = store.meta.version(&opts.dataset, None).await?;
+    let time_column = opts
+        .time_column
+        .clone()
+        .or_else(|| ds_config.time_column.clone())
+        .or_else(|| existing.as_ref().and_then(|d| d.time_column.clone()));
+    let target = opts
+        .target
+        .clone()
+        .or_else(|| ds_config.target.clone())
+        .or_else(|| existing.as_ref().and_then(|d| d.target.clone()));
+
+    std::fs::create_dir_all(scratch)?;
+    let job = IngestJob {
+        path: opts.file.clone(),
+        dataset: opts.dataset.clone(),
+        config: ds_config.clone(),
+        batch_rows: config.ingest.batch_rows,
+        infer_rows: config.ingest.infer_rows,
+        max_shown: config.ingest.max_errors_shown,
+        previous_schema: latest.as_ref().map(|v| v.schema.clone()),
+        allow_schema_change: opts.allow_schema_change || ds_config.allow_schema_change,
+        append: opts.append,
+        time_column: time_column.clone(),
+        target: target.clone(),
+        scratch: scratch.to_owned(),
+    };
+    let part = tokio::task::spawn_blocking(move || job.run(progress.as_ref()))
+        .await
+        .map_err(|e| DataError::Io(std::io::Error::other(e)))??;
+
+    // Artifacts first, metadata last: a crash in between leaves only unreferenced blobs.
+    let (part_id, part_size) = store.artifacts.put_file(part.file.path()).await?;
+    store
+        .meta
+        .record_artifact(&part_id, "snapshot-part", part_size)
+        .await?;
+    let profile_bytes =
+        serde_json::to_vec(&part.profile).map_err(|e| DataError::Io(std::io::Error::other(e)))?;
+    let profile_len = profile_bytes.len() as u64;
+    let part_profile_id = store
+        .artifacts
+        .put_bytes(Bytes::from(profile_bytes))
+        .await?;
+    store
+        .meta
+        .record_artifact(&part_profile_id, "profile", profile_len)
+        .await?;
+    let quarantine_id = match &part.quarantine {
+        Some(q) => {
+            let (id, size) = store.artifacts.put_file(q.path()).await?;
+            store.meta.record_artifact(&id, "quarantine", size).await?;
+            Some(id)
+        }
+        None => None,
+    };
+
+    let new_part = PartRef {
+        id: part_id,
+        rows: part.rows,
+        profile_id: part_profile_id.clone(),
+    };
+    let (parts, profile, profile_id) = match (&latest, opts.append) {
+        (Some(prev), true) => {
+            if prev.parts.iter().any(|p| p.id == new_part.id) {
+                // The same rows are already part of the latest version: adding them is a no-op.
+                return Ok(AddOutcome {
+                    version: prev.clone(),
+                    created: false,
+                    quarantined_rows: part.report.bad_rows,
+                    report: part.report,
+                    seconds: started.elapsed().as_secs_f64(),
+                });
+            }
+            let prev_profile: DatasetProfile = load_profile(store, &prev.profile_id).await?;
+            let mut merged = prev_profile;
+            merged
+                .merge(&part.profile)
+                .map_err(|e| DataError::Io(std::io::Error::other(e)))?;
+            let bytes =
+                serde_json::to_vec(&merged).map_err(|e| DataError::Io(std::io::Error::other(e)))?;
+            let len = bytes.len() as u64;
+            let id = store.artifacts.put_bytes(Bytes::from(bytes)).await?;
+            store.meta.record_artifact(&id, "profile", len).await?;
+            let mut parts = prev.parts.clone();
+            parts.push(new_part);
+            (parts, merged, id)
+        }
+        _ => (vec![new_part], part.profile.clone(), part_profile_id),
+    };
+    let rows: u64 = parts.iter().map(|p| p.rows).sum();
+    let (time_min, time_max) = time_range(&profile, time_column.as_deref());
+    let new = NewVersion {
+        dataset: opts.dataset.clone(),
+        time_column,
+        target,
+        snapshot_id: snapshot_id(&part.schema, &parts),
+        mode: if opts.append && latest.is_some() {
+            "append".into()
+        } else {
+            "add".into()
+        },
+        rows,
+        schema: part.schema.clone(),
+        parts,
+        profile_id,
+        time_min,
+        time_max,
+        source: opts.file.display().to_string(),
+        source_hash: part.source_hash.clone(),
+        quarantine_id,
+        quarantined_rows: part.report.bad_rows,
+    };
+    let (version, created) = store.meta.add_version(&new).await?;
+    Ok(AddOutcome {
+        version,
+        created,
+        quarantined_rows: part.report.bad_rows,
+        report: part.report,
+        seconds: started.elapsed().as_secs_f64(),
+    })
+}
+
+/// Reads a stored profile, verifying its hash.
+pub async fn load_profile(store: &Store, id: &ContentId) -> Result<DatasetProfile> {
+    let bytes = store.artifacts.get_bytes(id).await?;
+    serde_json::from_slice(&bytes).map_err(|e| {
+        DataError::Store(kiln_store::StoreError::Corrupt {
+            what: format!("profile {id}"),
+            message: e.to_string(),
+        })
+    })
+}
+
+/// The time range of a profile's time column, as text.
+fn time_range(
+    profile: &DatasetProfile,
+    time_column: Option<&str>,
+) -> (Option<String>, Option<String>) {
+    let Some(col) = time_column.and_then(|t| profile.column(t)) else {
+        return (None, None);
+    };
+    match (&col.stats, col.ftype) {
+        (ColumnStats::Temporal { min, max }, FeatureType::Date) => (
+            min.map(|d| format_days(d as i32)),
+            max.map(|d| format_days(d as i32)),
+        ),
+        (ColumnStats::Temporal { min, max }, _) => {
+            (min.map(format_timestamp), max.map(format_timestamp))
+        }
+        _ => (None, None),
+    }
+}
+
+/// The part of an add that runs on blocking threads.
+struct IngestJob {
+    path: PathBuf,
+    dataset: String,
+    config: DatasetConfig,
+    batch_rows: usize,
+    infer_rows: usize,
+    max_shown: usize,
+    previous_schema: Option<Schema>,
+    allow_schema_change: bool,
+    append: bool,
+    time_column: Option<String>,
+    target: Option<String>,
+    scratch: PathBuf,
+}
+
+/// A validated part, written to scratch, not yet stored.
+struct PartFile {
+    file: tempfile::NamedTempFile,
+    rows: u64,
+    schema: Schema,
+    profile: DatasetProfile,
+    report: ValidationReport,
+    source_hash: ContentId,
+    quarantine: Option<tempfile::NamedTempFile>,
+}
+
+/// One converted batch on its way from the reader thread to the writer.
+struct Converted {
+    batch: RecordBatch,
+    first_row: u64,
+    /// CSV line of each row (empty for Parquet).
+    lines: Vec<u64>,
+    /// Rows the reader already found bad (parse failures, ragged rows, bad UTF-8).
+    bad: Vec<bool>,
+    /// The rows as text, for the quarantine file; only kept under that policy.
+    raw: Option<Vec<Vec<String>>>,
+}
+
+enum Format {
+    Csv { delimiter: u8 },
+    Parquet,
+}
+
+fn input_error(path: &Path, message: impl Into<String>) -> DataError {
+    DataError::Input {
+        path: path.to_owned(),
+        message: message.into(),
+    }
+}
+
+/// Counts the (compressed) bytes read, for the progress bar.
+struct CountingReader<R> {
+    inner: R,
+    count: Arc<AtomicU64>,
+}
+
+impl<R: Read> Read for CountingReader<R> {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        let n = self.inner.read(buf)?;
+        self.count.fetch_add(n as u64, Ordering::Relaxed);
+        Ok(n)
+    }
+}
+
+impl IngestJob {
+    fn run(self, progress: &dyn Progress) -> Result<PartFile> {
+        let path = self.path.clone();
+        let meta = std::fs::metadata(&path).map_err(|e| input_error(&path, e.to_string()))?;
+        if meta.is_dir() {
+            return Err(input_error(&path, "is a folder, not a data file"));
+        }
+        if meta.len() == 0 {
+            return Err(DataError::EmptyFile { path });
+        }
+        let format = detect_format(&path)?;
+        progress.start(meta.len());
+        let result = match format {
+            Format::Csv { delimiter } => self.run_csv(delimiter, progress),
+            Format::Parquet => self.run_parquet(progress),
+        };
+        progress.finish();
+        result
+    }
+
+    fn run_csv(&self, delimiter: u8, progress: &dyn Progress) -> Result<PartFile> {
+        let path = &self.path;
+        let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+        let mut head = [0u8; 2];
+        let gz = {
+            let mut f = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+            f.read(&mut head)
+                .map_err(|e| input_error(path, e.to_string()))?
+                == 2
+                && head == [0x1f, 0x8b]
+        };
+        let counter = Arc::new(AtomicU64::new(0));
+        let counting = CountingReader {
+            inner: BufReader::with_capacity(1 << 20, file),
+            count: counter.clone(),
+        };
+        let source: Box<dyn Read + Send> = if gz {
+            Box::new(BufReader::with_capacity(
+                1 << 20,
+                flate2::bufread::MultiGzDecoder::new(BufReader::with_capacity(1 << 20, counting)),
+            ))
+        } else {
+            Box::new(counting)
+        };
+        let mut reader = csv::ReaderBuilder::new()
+            .has_headers(false)
+            .flexible(true)
+            .delimiter(delimiter)
+            .buffer_capacity(1 << 20)
+            .from_reader(source);
+
+        let mut header = csv::ByteRecord::new();
+        let got = reader
+            .read_byte_record(&mut header)
+            .map_err(|e| csv_error(path, e))?;
+        if !got {
+            return Err(DataError::EmptyFile { path: path.clone() });
+        }
+        let names = header_names(path, &header)?;
+
+        // Sample rows for type inference; they are then processed like every other row.
+        let mut sample = Vec::new();
+        let mut record = csv::ByteRecord::new();
+        while sample.len() < self.infer_rows {
+            if !reader
+                .read_byte_record(&mut record)
+                .map_err(|e| csv_error(path, e))?
+            {
+                break;
+            }
+            sample.push(record.clone());
+        }
+        if sample.is_empty() {
+            return Err(DataError::NoRows { path: path.clone() });
+        }
+        let sample_text: Vec<Vec<&str>> = (0..names.len())
+            .map(|c| {
+                sample
+                    .iter()
+                    .filter_map(|r| r.get(c))
+                    .filter_map(|b| std::str::from_utf8(b).ok())
+                    .filter(|s| !is_null(s))
+                    .collect()
+            })
+            .collect();
+        let schema = self.resolve_schema(&names, |i| ColumnSample::Text(&sample_text[i]))?;
+        drop(sample_text);
+
+        let quarantine = self.config.policy == Policy::Quarantine;
+        let batch_rows = self.batch_rows;
+        let schema_for_reader = schema.clone();
+        let (tx, rx) = sync_channel::<Result<Converted>>(2);
+        let mut reader_report = self.new_report();
+        let path_owned = path.clone();
+        let ncols = names.len();
+        let result = std::thread::scope(|scope| {
+            let reader_report = &mut reader_report;
+            let handle = scope.spawn(move || -> u64 {
+                let mut row = 0u64;
+                let mut pending = sample.into_iter();
+                let mut batch: Vec<csv::ByteRecord> = Vec::with_capacity(batch_rows);
+                let mut lines: Vec<u64> = Vec::with_capacity(batch_rows);
+                let mut done = false;
+                while !done {
+                    batch.clear();
+                    lines.clear();
+                    while batch.len() < batch_rows {
+                        if let Some(r) = pending.next() {
+                            lines.push(r.position().map_or(0, |p| p.line()));
+                            batch.push(r);
+                            continue;
+                        }
+                        let mut r = csv::ByteRecord::new();
+                        match reader.read_byte_record(&mut r) {
+                            Ok(true) => {
+                                lines.push(r.position().map_or(0, |p| p.line()));
+                                batch.push(r);
+                            }
+                            Ok(false) => {
+                                done = true;
+                                break;
+                            }
+                            Err(e) => {
+                                // The writer reports it; the reader just stops.
+                                let _ = tx.send(Err(csv_error(&path_owned, e)));
+                                return row;
+                            }
+                        }
+                    }
+                    if batch.is_empty() {
+                        break;
+                    }
+                    let converted = convert_csv(
+                        &batch,
+                        &lines,
+                        row + 1,
+                        &schema_for_reader,
+                        ncols,
+                        quarantine,
+                        reader_report,
+                    );
+                    row += batch.len() as u64;
+                    progress.set_position(counter.load(Ordering::Relaxed));
+                    if tx.send(converted).is_err() {
+                        break;
+                    }
+                }
+                row
+            });
+            let written = self.write_part(&schema, rx);
+            let rows_read = handle
+                .join()
+                .map_err(|_| DataError::Io(std::io::Error::other("the reader thread panicked")))?;
+            Ok::<_, DataError>((rows_read, written?))
+        })?;
+        let (rows_read, mut part) = result;
+        // The source hash is the hash of the file as stored on disk.
+        part.source_hash = hash_path(path)?;
+        part.report.rows_read = rows_read;
+        merge_reports(&mut part.report, &reader_report, self.max_shown);
+        self.finish_part(part)
+    }
+
+    fn run_parquet(&self, progress: &dyn Progress) -> Result<PartFile> {
+        let path = &self.path;
+        let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+        let builder = ParquetRecordBatchReaderBuilder::try_new(file)
+            .map_err(|e| input_error(path, format!("not a readable Parquet file: {e}")))?;
+        let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
+        let file_len = std::fs::metadata(path)?.len();
+        let arrow = builder.schema().clone();
+        let names: Vec<String> = arrow.fields().iter().map(|f| f.name().clone()).collect();
+        check_duplicates(path, &names)?;
+        if total_rows == 0 {
+            return Err(DataError::NoRows { path: path.clone() });
+        }
+        let mut reader = builder
+            .with_batch_size(self.batch_rows)
+            .build()
+            .map_err(|e| input_error(path, e.to_string()))?;
+        // Sample the first batch for string columns, whose type comes from their values.
+        let first = match reader.next() {
+            Some(b) => b.map_err(|e| input_error(path, e.to_string()))?,
+            None => return Err(DataError::NoRows { path: path.clone() }),
+        };
+        let sample_len = first.num_rows().min(self.infer_rows);
+        let string_samples: Vec<Option<Vec<String>>> = (0..names.len())
+            .map(|i| {
+                let col = first.column(i);
+                feature_type_of(col.data_type())
+                    .is_none()
+                    .then(|| string_values(col, sample_len))
+            })
+            .collect();
+        let schema = self.resolve_schema(&names, |i| match &string_samples[i] {
+            Some(v) => ColumnSample::Owned(v),
+            None => ColumnSample::Native(
+                feature_type_of(first.column(i).data_type()).unwrap_or(FeatureType::Text),
+            ),
+        })?;
+        drop(string_samples);
+
+        let quarantine = self.config.policy == Policy::Quarantine;
+        let (tx, rx) = sync_channel::<Result<Converted>>(2);
+        let mut reader_report = self.new_report();
+        let schema_for_reader = schema.clone();
+        let (rows_read, mut part) = std::thread::scope(|scope| {
+            let reader_report = &mut reader_report;
+            let handle = scope.spawn(move || -> u64 {
+                let mut row = 0u64;
+                let mut next = Some(Ok(first));
+                while let Some(batch) = next.take().or_else(|| reader.next()) {
+                    let batch = match batch {
+                        Ok(b) => b,
+                        Err(e) => {
+                            let _ = tx.send(Err(input_error(path, e.to_string())));
+                            break;
+                        }
+                    };
+                    let n = batch.num_rows();
+                    let converted = normalize_batch(
+                        &batch,
+                        row + 1,
+                        &schema_for_reader,
+                        quarantine,
+                        reader_report,
+                    );
+                    row += n as u64;
+                    // Parquet decodes column chunks, not bytes in order: estimate by rows.
+                    progress.set_position(file_len.saturating_mul(row) / total_rows);
+                    if tx.send(converted).is_err() {
+                        break;
+                    }
+                }
+                row
+            });
+            let written = self.write_part(&schema, rx);
+            let rows = handle
+                .join()
+                .map_err(|_| DataError::Io(std::io::Error::other("the reader thread panicked")))?;
+            Ok::<_, DataError>((rows, written?))
+        })?;
+        part.source_hash = hash_path(path)?;
+        part.report.rows_read = rows_read;
+        merge_reports(&mut part.report, &reader_report, self.max_shown);
+        self.finish_part(part)
+    }
+
+    fn new_report(&self) -> ValidationReport {
+        ValidationReport::new(
+            self.path.display().to_string(),
+            self.dataset.clone(),
+            self.config.policy,
+            self.max_shown,
+        )
+    }
+
+    /// Decides the schema of the file's columns: declared type, else the dataset's existing
+    /// type when the sample fits it, else the inferred type; then checks it against the
+    /// dataset's schema, the config and the time/target columns.
+    fn resolve_schema<'s>(
+        &self,
+        names: &[String],
+        sample: impl Fn(usize) -> ColumnSample<'s>,
+    ) -> Result<Schema> {
+        let available = names.join(", ");
+        for col in self.config.columns.keys() {
+            if !names.contains(col) {
+                return Err(DataError::UnknownConfigColumn {
+                    dataset: self.dataset.clone(),
+                    column: col.clone(),
+                    path: self.path.clone(),
+                    available,
+                });
+            }
+        }
+        let mut columns = Vec::with_capacity(names.len());
+        for (i, name) in names.iter().enumerate() {
+            let declared = self.config.columns.get(name).and_then(|c| c.ftype);
+            let previous = self
+                .previous_schema
+                .as_ref()
+                .and_then(|s| s.column(name))
+                .map(|c| c.ftype);
+            let s = sample(i);
+            let ftype = match (declared, previous) {
+                (Some(t), _) => t,
+                (None, Some(p)) if s.fits(p) => p,
+                _ => s.infer(),
+            };
+            columns.push(Column {
+                name: name.clone(),
+                ftype,
+            });
+        }
+        let schema = Schema::new(columns);
+        if let Some(prev) = &self.previous_schema {
+            let change = prev.change_to(&schema);
+            if !change.is_empty() {
+                if self.append {
+                    return Err(DataError::AppendSchemaMismatch {
+                        dataset: self.dataset.clone(),
+                        change,
+                    });
+                }
+                if !self.allow_schema_change {
+                    return Err(DataError::SchemaDrift {
+                        dataset: self.dataset.clone(),
+                        change,
+                    });
+                }
+            }
+        }
+        if let Some(t) = &self.time_column {
+            match schema.column(t) {
+                None => {
+                    return Err(DataError::MissingColumn {
+                        what: "time column",
+                        column: t.clone(),
+                        path: self.path.clone(),
+                        available,
+                    });
+                }
+                Some(c) if !c.ftype.is_temporal() => {
+                    return Err(DataError::WrongColumnType {
+                        what: "time column",
+                        column: t.clone(),
+                        expected: "a date or timestamp",
+                        found: c.ftype.to_string(),
+                    });
+                }
+                Some(_) => {}
+            }
+        }
+        if let Some(t) = &self.target
+            && schema.column(t).is_none()
+        {
+            return Err(DataError::MissingColumn {
+                what: "target",
+                column: t.clone(),
+                path: self.path.clone(),
+                available,
+            });
+        }
+        Ok(schema)
+    }
+
+    /// The writer side: row rules, profile, Parquet part, quarantine file.
+    fn write_part(
+        &self,
+        schema: &Schema,
+        rx: std::sync::mpsc::Receiver<Result<Converted>>,
+    ) -> Result<PartFile> {
+        let mut rules = Rules::compile(schema, &self.config);
+        let mut report = self.new_report();
+        let mut profiler = Profiler::new(schema);
+        let file = tempfile::Builder::new()
+            .prefix("part-")
+            .suffix(".parquet")
+            .tempfile_in(&self.scratch)?;
+        let props = WriterProperties::builder()
+            .set_compression(Compression::SNAPPY)
+            // A fixed creator string keeps content ids stable across Kiln releases.
+            .set_created_by("kiln".to_owned())
+            .build();
+        let sink = BufWriter::with_capacity(1 << 20, file.reopen()?);
+        let mut writer = Some(ArrowWriter::try_new(
+            sink,
+            arrow_schema(schema),
+            Some(props),
+        )?);
+        let mut quarantine: Option<(
+            tempfile::NamedTempFile,
+            csv::Writer<flate2::write::GzEncoder<File>>,
+        )> = None;
+        let mut bad_rows = 0u64;
+        let mut good_rows = 0u64;
+        let reject = self.config.policy == Policy::Reject;
+        let mut first_error: Option<DataError> = None;
+        for msg in rx {
+            let mut c = match msg {
+                Ok(c) => c,
+                Err(e) => {
+                    first_error = Some(e);
+                    break;
+                }
+            };
+            rules.check(&c.batch, c.first_row, &c.lines, &mut c.bad, &mut report);
+            let nbad = c.bad.iter().filter(|b| **b).count();
+            bad_rows += nbad as u64;
+            if reject && (nbad > 0 || bad_rows > 0) {
+                // Nothing will be stored: stop writing, keep counting.
+                writer = None;
+                continue;
+            }
+            let batch = if nbad > 0 {
+                let keep = BooleanArray::from(c.bad.iter().map(|b| !b).collect::<Vec<bool>>());
+                if let Some(raw) = &c.raw {
+                    let (_, w) = match &mut quarantine {
+                        Some(q) => q,
+                        None => {
+                            let f = tempfile::Builder::new()
+                                .prefix("quarantine-")
+                                .suffix(".csv.gz")
+                                .tempfile_in(&self.scratch)?;
+                            let gz = flate2::write::GzEncoder::new(
+                                f.reopen()?,
+                                flate2::Compression::default(),
+                            );
+                            let mut w = csv::Writer::from_writer(gz);
+                            let mut head = vec!["_row".to_owned(), "_line".to_owned()];
+                            head.extend(schema.names().map(str::to_owned));
+                            w.write_record(&head).map_err(csv_write_error)?;
+                            quarantine.insert((f, w))
+                        }
+                    };
+                    for (i, is_bad) in c.bad.iter().enumerate() {
+                        if *is_bad {
+                            let mut rec = vec![
+                                (c.first_row + i as u64).to_string(),
+                                c.lines.get(i).map(|l| l.to_string()).unwrap_or_default(),
+                            ];
+                            rec.extend(raw[i].iter().cloned());
+                            w.write_record(&rec).map_err(csv_write_error)?;
+                        }
+                    }
+                }
+                arrow_select::filter::filter_record_batch(&c.batch, &keep)?
+            } else {
+                c.batch
+            };
+            good_rows += batch.num_rows() as u64;
+            profiler.push(&batch);
+            if let Some(w) = writer.as_mut() {
+                w.write(&batch)?;
+            }
+        }
+        if let Some(e) = first_error {
+            return Err(e);
+        }
+        report.bad_rows = bad_rows;
+        let profile = profiler.finish();
+        if let Some(w) = writer {
+            let mut sink = w.into_inner()?;
+            sink.flush()?;
+            sink.get_ref().sync_all()?;
+        }
+        let quarantine = match quarantine {
+            Some((f, w)) => {
+                let gz = w
+                    .into_inner()
+                    .map_err(|e| DataError::Io(std::io::Error::other(e.to_string())))?;
+                gz.finish()?.sync_all()?;
+                Some(f)
+            }
+            None => None,
+        };
+        Ok(PartFile {
+            file,
+            rows: good_rows,
+            schema: schema.clone(),
+            profile,
+            report,
+            source_hash: ContentId::of(b""),
+            quarantine,
+        })
+    }
+
+    /// Applies the file-level rules and the policy to a finished part.
+    fn finish_part(&self, mut part: PartFile) -> Result<PartFile> {
+        for (name, limit) in Rules::compile(&part.schema, &self.config).null_limits {
+            if let Some(col) = part.profile.column(&name) {
+                // Judge the file as read: rows already set aside still count.
+                let frac = col.null_fraction();
+                if frac > limit {
+                    part.report.push(Violation {
+                        row: None,
+                        line: None,
+                        column: Some(name.clone()),
+                        value: Some(format!("{frac:.4}")),
+                        rule: "max_null_fraction",
+                        message: format!(
+                            "{} of {} values are missing ({:.2}%), more than the allowed {:.2}%",
+                            col.nulls,
+                            col.rows,
+                            frac * 100.0,
+                            limit * 100.0
+                        ),
+                    });
+                }
+            }
+        }
+        let rejected = match self.config.policy {
+            Policy::Reject => !part.report.is_clean(),
+            Policy::Quarantine => part.report.has_file_failure() || part.rows == 0,
+        };
+        if rejected {
+            return Err(DataError::Validation(Box::new(part.report)));
+        }
+        Ok(part)
+    }
+}
+
+fn merge_reports(into: &mut ValidationReport, from: &ValidationReport, max_shown: usize) {
+    into.violations += from.violations;
+    for (k, v) in &from.by_rule {
+        *into.by_rule.entry(k).or_insert(0) += v;
+    }
+    into.shown.extend(from.shown.iter().cloned());
+    into.shown
+        .sort_by_key(|v| (v.row.unwrap_or(u64::MAX), v.column.clone()));
+    into.shown.truncate(max_shown);
+}
+
+fn csv_write_error(e: csv::Error) -> DataError {
+    DataError::Io(std::io::Error::other(e.to_string()))
+}
+
+fn csv_error(path: &Path, e: csv::Error) -> DataError {
+    let at = e
+        .position()
+        .map(|p| format!("line {}: ", p.line()))
+        .unwrap_or_default();
+    match e.into_kind() {
+        csv::ErrorKind::Io(io) => {
+            let msg = if io.kind() == std::io::ErrorKind::InvalidInput
+                || io.to_string().contains("invalid gzip header")
+                || io.to_string().contains("corrupt deflate")
+            {
+                format!("{at}the gzip stream is corrupt or truncated: {io}")
+            } else {
+                format!("{at}{io}")
+            };
+            input_error(path, msg)
+        }
+        other => input_error(path, format!("{at}malformed CSV: {other:?}")),
+    }
+}
+
+fn hash_path(path: &Path) -> Result<ContentId> {
+    let mut f = File::open(path)?;
+    let mut h = blake3::Hasher::new();
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf)?;
+        if n == 0 {
+            break;
+        }
+        h.update(&buf[..n]);
+    }
+    Ok(ContentId::from_hash(h.finalize()))
+}
+
+fn detect_format(path: &Path) -> Result<Format> {
+    let mut magic = [0u8; 4];
+    let mut f = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
+    let n = f
+        .read(&mut magic)
+        .map_err(|e| input_error(path, e.to_string()))?;
+    if n == 4 && &magic == b"PAR1" {
+        return Ok(Format::Parquet);
+    }
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().to_lowercase())
+        .unwrap_or_default();
+    if name.ends_with(".parquet") || name.ends_with(".pq") {
+        return Err(input_error(
+            path,
+            "has a .parquet name but is not a Parquet file (no PAR1 magic bytes)",
+        ));
+    }
+    let delimiter = if name.ends_with(".tsv") || name.ends_with(".tsv.gz") {
+        b'\t'
+    } else {
+        b','
+    };
+    Ok(Format::Csv { delimiter })
+}
+
+fn header_names(path: &Path, header: &csv::ByteRecord) -> Result<Vec<String>> {
+    let mut names = Vec::with_capacity(header.len());
+    for (i, field) in header.iter().enumerate() {
+        let mut text = std::str::from_utf8(field).map_err(|_| {
+            input_error(
+                path,
+                format!("line 1: header column {} is not valid UTF-8", i + 1),
+            )
+        })?;
+        if i == 0 {
+            text = text.trim_start_matches('\u{feff}');
+        }
+        let text = text.trim();
+        if text.is_empty() {
+            return Err(input_error(
+                path,
+                format!(
+                    "line 1: header column {} has no name\nhint: every column needs a name in the first line",
+                    i + 1
+                ),
+            ));
+        }
+        names.push(text.to_owned());
+    }
+    if names.len() == 1 && header.len() == 1 && names[0].is_empty() {
+        return Err(DataError::EmptyFile {
+            path: path.to_owned(),
+        });
+    }
+    check_duplicates(path, &names)?;
+    Ok(names)
+}
+
+fn check_duplicates(path: &Path, names: &[String]) -> Result<()> {
+    let mut seen: HashMap<&str, usize> = HashMap::new();
+    for (i, n) in names.iter().enumerate() {
+        if let Some(first) = seen.insert(n.as_str(), i + 1) {
+            return Err(DataError::DuplicateHeader {
+                path: path.to_owned(),
+                name: n.clone(),
+                first,
+                second: i + 1,
+            });
+        }
+    }
+    Ok(())
+}
+
+#[inline]
+fn is_null(s: &str) -> bool {
+    s.is_empty() || NULL_TOKENS.contains(&s.trim())
+}
+
+/// Sample values of one column, for typing it.
+enum ColumnSample<'a> {
+    Text(&'a [&'a str]),
+    Owned(&'a [String]),
+    /// A typed Parquet column: its type is what it is.
+    Native(FeatureType),
+}
+
+impl ColumnSample<'_> {
+    fn infer(&self) -> FeatureType {
+        match self {
+            ColumnSample::Text(v) => infer_type(v.iter().copied()),
+            ColumnSample::Owned(v) => infer_type(v.iter().map(|s| s.as_str())),
+            ColumnSample::Native(t) => *t,
+        }
+    }
+
+    /// Whether every sampled value can be read as `t` (used to keep a dataset's existing type).
+    fn fits(&self, t: FeatureType) -> bool {
+        let fits_str = |s: &str| match t {
+            FeatureType::Numeric => parse_number(s).is_some(),
+            FeatureType::Boolean => parse_bool(s, true).is_some(),
+            FeatureType::Date => parse_date(s).is_some(),
+            FeatureType::Timestamp => parse_timestamp(s).is_some(),
+            FeatureType::Categorical | FeatureType::Text => true,
+        };
+        match self {
+            ColumnSample::Text(v) => v.iter().all(|s| fits_str(s)),
+            ColumnSample::Owned(v) => v.iter().all(|s| fits_str(s)),
+            ColumnSample::Native(n) => *n == t || t.is_string(),
+        }
+    }
+}
+
+/// String values of a string-like Arrow column (nulls left out).
+fn string_values(col: &ArrayRef, n: usize) -> Vec<String> {
+    let text = match arrow_cast::cast(col, &DataType::Utf8) {
+        Ok(a) => a,
+        Err(_) => return Vec::new(),
+    };
+    let s = text.as_string::<i32>();
+    (0..n.min(s.len()))
+        .filter(|i| s.is_valid(*i))
+        .map(|i| s.value(i).to_owned())
+        .filter(|v| !is_null(v))
+        .collect()
+}
+
+/// Builds one normalized column from text cells.
+enum ColumnBuilder {
+    Numeric(Float64Builder),
+    Categorical(StringDictionaryBuilder<Int32Type>),
+    Boolean(BooleanBuilder),
+    Timestamp(TimestampMicrosecondBuilder),
+    Date(Date32Builder),
+    Text(StringBuilder),
+}
+
+impl ColumnBuilder {
+    fn new(t: FeatureType, capacity: usize) -> Self {
+        match t {
+            FeatureType::Numeric => Self::Numeric(Float64Builder::with_capacity(capacity)),
+            FeatureType::Categorical => Self::Categorical(StringDictionaryBuilder::new()),
+            FeatureType::Boolean => Self::Boolean(BooleanBuilder::with_capacity(capacity)),
+            FeatureType::Timestamp => Self::Timestamp(
+                TimestampMicrosecondBuilder::with_capacity(capacity).with_timezone("UTC"),
+            ),
+            FeatureType::Date => Self::Date(Date32Builder::with_capacity(capacity)),
+            FeatureType::Text => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
+        }
+    }
+
+    /// Appends the value of `s`; returns false (and appends null) if `s` is not of this type.
+    #[inline]
+    fn push(&mut self, s: &str) -> bool {
+        match self {
+            Self::Numeric(b) => {
+                if s.is_empty() {
+                    b.append_null();
+                    return true;
+                }
+                match parse_number(s) {
+                    Some(v) if !v.is_nan() => b.append_value(v),
+                    Some(_) => b.append_null(),
+                    None => {
+                        b.append_null();
+                        return is_null(s);
+                    }
+                }
+            }
+            Self::Categorical(b) => {
+                if is_null(s) {
+                    b.append_null();
+                } else {
+                    b.append_value(s);
+                }
+            }
+            Self::Text(b) => {
+                if is_null(s) {
+                    b.append_null();
+                } else {
+                    b.append_value(s);
+                }
+            }
+            Self::Boolean(b) => match parse_bool(s, true) {
+                Some(v) => b.append_value(v),
+                None => {
+                    b.append_null();
+                    return is_null(s);
+                }
+            },
+            Self::Timestamp(b) => match parse_timestamp(s) {
+                Some(v) => b.append_value(v),
+                None => {
+                    b.append_null();
+                    return is_null(s);
+                }
+            },
+            Self::Date(b) => match parse_date(s) {
+                Some(v) => b.append_value(v),
+                None => {
+                    b.append_null();
+                    return is_null(s);
+                }
+            },
+        }
+        true
+    }
+
+    fn push_null(&mut self) {
+        match self {
+            Self::Numeric(b) => b.append_null(),
+            Self::Categorical(b) => b.append_null(),
+            Self::Boolean(b) => b.append_null(),
+            Self::Timestamp(b) => b.append_null(),
+            Self::Date(b) => b.append_null(),
+            Self::Text(b) => b.append_null(),
+        }
+    }
+
+    fn finish(&mut self) -> ArrayRef {
+        match self {
+            Self::Numeric(b) => Arc::new(b.finish()),
+            Self::Categorical(b) => Arc::new(b.finish()),
+            Self::Boolean(b) => Arc::new(b.finish()),
+            Self::Timestamp(b) => Arc::new(b.finish()),
+            Self::Date(b) => Arc::new(b.finish()),
+            Self::Text(b) => Arc::new(b.finish()),
+        }
+    }
+}
+
+fn type_message(t: FeatureType, s: &str) -> String {
+    let expected = match t {
+        FeatureType::Numeric => "a number",
+        FeatureType::Boolean => "a boolean (true/false, yes/no, 1/0)",
+        FeatureType::Date => "a date (YYYY-MM-DD)",
+        FeatureType::Timestamp => "a timestamp (YYYY-MM-DD HH:MM:SS or RFC 3339)",
+        FeatureType::Categorical | FeatureType::Text => "text",
+    };
+    format!("value \"{}\" is not {expected}", show_value(s))
+}
+
+/// Converts CSV records to a normalized batch, reporting what cannot be read.
+fn convert_csv(
+    records: &[csv::ByteRecord],
+    lines: &[u64],
+    first_row: u64,
+    schema: &Schema,
+    ncols: usize,
+    keep_raw: bool,
+    report: &mut ValidationReport,
+) -> Result<Converted> {
+    let n = records.len();
+    let mut builders: Vec<ColumnBuilder> = schema
+        .columns
+        .iter()
+        .map(|c| ColumnBuilder::new(c.ftype, n))
+        .collect();
+    let mut bad = vec![false; n];
+    let mut raw = keep_raw.then(|| Vec::with_capacity(n));
+    for (i, rec) in records.iter().enumerate() {
+        let row = first_row + i as u64;
+        let line = lines.get(i).copied();
+        let mut fail = |column: Option<String>, value: Option<String>, rule, message| {
+            report.push(Violation {
+                row: Some(row),
+                line,
+                column,
+                value,
+                rule,
+                message,
+            });
+        };
+        if rec.len() != ncols {
+            bad[i] = true;
+            fail(
+                None,
+                None,
+                "ragged_row",
+                format!("row has {} fields, the header has {ncols}", rec.len()),
+            );
+            for b in builders.iter_mut() {
+                b.push_null();
+            }
+            if let Some(raw) = raw.as_mut() {
+                raw.push(
+                    rec.iter()
+                        .map(|f| String::from_utf8_lossy(f).into_owned())
+                        .collect(),
+                );
+            }
+            continue;
+        }
+        // One UTF-8 check per record; find the culprit only when it fails.
+        let utf8_ok = std::str::from_utf8(rec.as_slice()).is_ok();
+        for (c, (field, b)) in rec.iter().zip(builders.iter_mut()).enumerate() {
+            let text = if utf8_ok {
+                // SAFETY-free fast path: the whole record was checked above.
+                std::str::from_utf8(field).unwrap_or("")
+            } else {
+                match std::str::from_utf8(field) {
+                    Ok(t) => t,
+                    Err(e) => {
+                        bad[i] = true;
+                        fail(
+                            Some(schema.columns[c].name.clone()),
+                            Some(String::from_utf8_lossy(field).into_owned()),
+                            "bad_utf8",
+                            format!("invalid UTF-8 at byte {} of the value", e.valid_up_to()),
+                        );
+                        b.push_null();
+                        continue;
+                    }
+                }
+            };
+            if !b.push(text) {
+                bad[i] = true;
+                fail(
+                    Some(schema.columns[c].name.clone()),
+                    Some(show_value(text)),
+                    "type",
+                    type_message(schema.columns[c].ftype, text),
+                );
+            }
+        }
+        if let Some(raw) = raw.as_mut() {
+            raw.push(
+                rec.iter()
+                    .map(|f| String::from_utf8_lossy(f).into_owned())
+                    .collect(),
+            );
+        }
+    }
+    let arrays: Vec<ArrayRef> = builders.iter_mut().map(|b| b.finish()).collect();
+    let batch = RecordBatch::try_new(arrow_schema(schema), arrays)?;
+    Ok(Converted {
+        batch,
+        first_row,
+        lines: lines.to_vec(),
+        bad,
+        raw,
+    })
+}
+
+/// Converts a Parquet batch to the normalized types of `schema`.
+fn normalize_batch(
+    batch: &RecordBatch,
+    first_row: u64,
+    schema: &Schema,
+    keep_raw: bool,
+    report: &mut ValidationReport,
+) -> Result<Converted> {
+    let n = batch.num_rows();
+    let mut bad = vec![false; n];
+    let mut arrays = Vec::with_capacity(schema.columns.len());
+    for (c, col) in schema.columns.iter().enumerate() {
+        let input = batch.column(c);
+        let native = feature_type_of(input.data_type());
+        let array: ArrayRef = match (native, col.ftype) {
+            (Some(FeatureType::Numeric), FeatureType::Numeric) => {
+                let a = arrow_cast::cast(input, &DataType::Float64)?;
+                // NaN is a missing value in Kiln.
+                let f = a.as_primitive::<arrow_array::types::Float64Type>();
+                if f.values().iter().any(|v| v.is_nan()) {
+                    let vals: arrow_array::Float64Array =
+                        f.iter().map(|v| v.filter(|x| !x.is_nan())).collect();
+                    Arc::new(vals)
+                } else {
+                    a
+                }
+            }
+            (Some(FeatureType::Boolean), FeatureType::Boolean) => input.clone(),
+            (Some(FeatureType::Date), FeatureType::Date) => {
+                arrow_cast::cast(input, &DataType::Date32)?
+            }
+            (Some(FeatureType::Timestamp), FeatureType::Timestamp) => arrow_cast::cast(
+                input,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )?,
+            (Some(FeatureType::Date), FeatureType::Timestamp) => arrow_cast::cast(
+                input,
+                &DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+            )?,
+            _ => {
+                // Text of some kind (or a declared type that needs parsing): go through text.
+                let text = arrow_cast::cast(input, &DataType::Utf8)?;
+                let s = text.as_string::<i32>();
+                let mut b = ColumnBuilder::new(col.ftype, n);
+                for (i, is_bad) in bad.iter_mut().enumerate() {
+                    if s.is_null(i) {
+                        b.push_null();
+                        continue;
+                    }
+                    let v = s.value(i);
+                    if !b.push(v) {
+                        *is_bad = true;
+                        report.push(Violation {
+                            row: Some(first_row + i as u64),
+                            line: None,
+                            column: Some(col.name.clone()),
+                            value: Some(show_value(v)),
+                            rule: "type",
+                            message: type_message(col.ftype, v),
+                        });
+                    }
+                }
+                b.finish()
+            }
+        };
+        arrays.push(array);
+    }
+    let out = RecordBatch::try_new(arrow_schema(schema), arrays)?;
+    let raw = keep_raw.then(|| {
+        (0..n)
+            .map(|i| {
+                schema
+                    .columns
+                    .iter()
+                    .enumerate()
+                    .map(|(c, col)| cell_text(out.column(c), col.ftype, i))
+                    .collect()
+            })
+            .collect()
+    });
+    Ok(Converted {
+        batch: out,
+        first_row,
+        lines: Vec::new(),
+        bad,
+        raw,
+    })
+}
+
+/// Accumulates the profile of normalized batches.
+pub(crate) struct Profiler {
+    columns: Vec<(Column, ProfileAcc)>,
+    null_counts: Vec<u64>,
+    rows: u64,
+}
+
+enum ProfileAcc {
+    Numeric(NumericBuilder),
+    Categorical(CategoryBuilder),
+    Boolean { trues: u64, falses: u64 },
+    Temporal { min: Option<i64>, max: Option<i64> },
+    Text(NumericBuilder),
+}
+
+impl Profiler {
+    pub(crate) fn new(schema: &Schema) -> Self {
+        Self {
+            rows: 0,
+            null_counts: vec![0; schema.columns.len()],
+            columns: schema
+                .columns
+                .iter()
+                .map(|c| {
+                    let acc = match c.ftype {
+                        FeatureType::Numeric => ProfileAcc::Numeric(NumericBuilder::default()),
+                        FeatureType::Categorical => {
+                            ProfileAcc::Categorical(CategoryBuilder::default())
+                        }
+                        FeatureType::Boolean => ProfileAcc::Boolean {
+                            trues: 0,
+                            falses: 0,
+                        },
+                        FeatureType::Timestamp | FeatureType::Date => ProfileAcc::Temporal {
+                            min: None,
+                            max: None,
+                        },
+                        FeatureType::Text => ProfileAcc::Text(NumericBuilder::default()),
+                    };
+                    (c.clone(), acc)
+                })
+                .collect(),
+        }
+    }
+
+    pub(crate) fn push(&mut self, batch: &RecordBatch) {
+        self.rows += batch.num_rows() as u64;
+        for (i, (_, acc)) in self.columns.iter_mut().enumerate() {
+            let array = batch.column(i);
+            match acc {
+                ProfileAcc::Numeric(b) => {
+                    let a = array.as_primitive::<arrow_array::types::Float64Type>();
+                    if a.null_count() == 0 {
+                        for v in a.values().iter() {
+                            b.push(*v);
+                        }
+                    } else {
+                        for v in a.iter().flatten() {
+                            b.push(v);
+                        }
+                    }
+                }
+                ProfileAcc::Categorical(b) => {
+                    let dict = array.as_dictionary::<Int32Type>();
+                    let values = dict.values().as_string::<i32>();
+                    let mut counts = vec![0u64; values.len()];
+                    for k in dict.keys().iter().flatten() {
+                        counts[k as usize] += 1;
+                    }
+                    for (k, n) in counts.iter().enumerate() {
+                        if *n > 0 {
+                            b.push_n(values.value(k), *n);
+                        }
+                    }
+                }
+                ProfileAcc::Boolean { trues, falses } => {
+                    let a = array.as_boolean();
+                    let t = a.true_count() as u64;
+                    *trues += t;
+                    *falses += (a.len() - a.null_count()) as u64 - t;
+                }
+                ProfileAcc::Temporal { min, max } => {
+                    let (lo, hi) =
+                        if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
+                            (
+                                arrow_arith_min(a.iter().flatten()),
+                                arrow_arith_max(a.iter().flatten()),
+                            )
+                        } else {
+                            let a = array.as_primitive::<Date32Type>();
+                            (
+                                arrow_arith_min(a.iter().flatten().map(i64::from)),
+                                arrow_arith_max(a.iter().flatten().map(i64::from)),
+                            )
+                        };
+                    *min = [*min, lo].into_iter().flatten().min();
+                    *max = [*max, hi].into_iter().flatten().max();
+                }
+                ProfileAcc::Text(b) => {
+                    let a = array.as_string::<i32>();
+                    for v in a.iter().flatten() {
+                        b.push(v.chars().count() as f64);
+                    }
+                }
+            }
+        }
+        for (i, n) in self.null_counts.iter_mut().enumerate() {
+            *n += batch.column(i).null_count() as u64;
+        }
+    }
+
+    pub(crate) fn finish(&self) -> DatasetProfile {
+        let columns = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (col, acc))| {
+                let mut p = ColumnProfile::empty(&col.name, col.ftype);
+                p.rows = self.rows;
+                p.nulls = self.null_counts.get(i).copied().unwrap_or(0);
+                p.stats = match acc {
+                    ProfileAcc::Numeric(b) => ColumnStats::Numeric(b.finish()),
+                    ProfileAcc::Categorical(b) => ColumnStats::Categorical(b.finish()),
+                    ProfileAcc::Boolean { trues, falses } => ColumnStats::Boolean {
+                        trues: *trues,
+                        falses: *falses,
+                    },
+                    ProfileAcc::Temporal { min, max } => ColumnStats::Temporal {
+                        min: *min,
+                        max: *max,
+                    },
+                    ProfileAcc::Text(b) => ColumnStats::Text {
+                        lengths: b.finish(),
+                    },
+                };
+                p
+            })
+            .collect();
+        DatasetProfile {
+            rows: self.rows,
+            columns,
+        }
+    }
+}
+
+fn arrow_arith_min(it: impl Iterator<Item = i64>) -> Option<i64> {
+    it.min()
+}
+
+fn arrow_arith_max(it: impl Iterator<Item = i64>) -> Option<i64> {
+    it.max()
+}

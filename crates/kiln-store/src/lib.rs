@@ -1,0 +1,100 @@
+//! Kiln's two stores.
+//!
+//! * [`MetaStore`]: the relational metadata (datasets, versions, and in later stages runs,
+//!   models, aliases, prediction logs) through sqlx, on SQLite by default or PostgreSQL by URL.
+//!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
+//! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
+//!   reports) through `object_store`, on a local folder by default. Every write is atomic and
+//!   every read verifies the BLAKE3 hash, so a tampered or truncated file is refused, never used.
+//!
+//! [`Store`] opens both from a [`StoreLocation`].
+
+mod artifacts;
+mod meta;
+
+use std::path::{Path, PathBuf};
+
+pub use artifacts::{ArtifactStore, VerifiedFile};
+pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
+
+use kiln_core::id::ContentId;
+
+/// Everything that can go wrong in a store.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("metadata database {url}: {source}")]
+    Connect {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("metadata database: {0}")]
+    Db(#[from] sqlx::Error),
+    #[error("metadata database migration: {0}")]
+    Migrate(#[from] sqlx::migrate::MigrateError),
+    #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
+    BadDbUrl(String),
+    #[error("unsupported artifact store `{0}`: use a folder path or file:// URL")]
+    BadArtifactUrl(String),
+    #[error("artifact store: {0}")]
+    Object(#[from] object_store::Error),
+    #[error("artifact store: {0}")]
+    Io(#[from] std::io::Error),
+    #[error(
+        "artifact {0} is missing from the artifact store (was it deleted by hand? restore it from a backup)"
+    )]
+    Missing(ContentId),
+    #[error(
+        "artifact {expected} is corrupt or was tampered with: its content hashes to {found}; restore it from a backup or re-create it (kiln refuses to use it)"
+    )]
+    Tampered {
+        expected: ContentId,
+        found: ContentId,
+    },
+    #[error("stored record is unreadable ({what}): {message}")]
+    Corrupt { what: String, message: String },
+    #[error("conflict: {0}")]
+    Conflict(String),
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// Where the two stores live.
+#[derive(Clone, Debug)]
+pub struct StoreLocation {
+    /// `sqlite://PATH` or `postgres://...`.
+    pub db_url: String,
+    /// A folder path or `file://` URL.
+    pub artifacts_url: String,
+}
+
+impl StoreLocation {
+    /// The defaults inside a home folder: `HOME/kiln.db` and `HOME/artifacts/`.
+    pub fn in_home(home: &Path) -> Self {
+        Self {
+            db_url: format!("sqlite://{}", home.join("kiln.db").display()),
+            artifacts_url: home.join("artifacts").display().to_string(),
+        }
+    }
+
+    /// A folder for temporary files next to the artifacts, so a final rename stays on one disk.
+    pub fn scratch_dir(home: &Path) -> PathBuf {
+        home.join("tmp")
+    }
+}
+
+/// Both stores, opened.
+#[derive(Clone, Debug)]
+pub struct Store {
+    pub meta: MetaStore,
+    pub artifacts: ArtifactStore,
+}
+
+impl Store {
+    /// Opens (and creates, for SQLite and folders) both stores and brings the schema up to date.
+    pub async fn open(location: &StoreLocation) -> Result<Self> {
+        let artifacts = ArtifactStore::open(&location.artifacts_url)?;
+        let meta = MetaStore::connect(&location.db_url).await?;
+        Ok(Self { meta, artifacts })
+    }
+}
