@@ -53,6 +53,8 @@ max_errors_shown = 20
 #
 # [datasets.NAME.columns.COLUMN]
 # type = "numeric"              # numeric | categorical | boolean | timestamp | date | text
+#                               # (without it: min/max imply numeric, allowed/regex imply
+#                               # categorical, otherwise the type is inferred from the data)
 # min = 0                       # numeric: smallest allowed value
 # max = 100                     # numeric: largest allowed value
 # allowed = ["a", "b"]          # categorical: the allowed values

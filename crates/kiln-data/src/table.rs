@@ -12,6 +12,10 @@ use arrow_schema::{DataType, Field, Schema as ArrowSchema, TimeUnit};
 use kiln_core::schema::{FeatureType, Schema};
 use kiln_core::value::{format_days, format_timestamp};
 
+/// The time zone of stored timestamps: UTC, spelled as an offset so Arrow needs no zone
+/// database to read it.
+pub const UTC_TZ: &str = "+00:00";
+
 /// The Arrow type a feature type is stored as.
 pub fn arrow_type(t: FeatureType) -> DataType {
     match t {
@@ -20,7 +24,7 @@ pub fn arrow_type(t: FeatureType) -> DataType {
             DataType::Dictionary(Box::new(DataType::Int32), Box::new(DataType::Utf8))
         }
         FeatureType::Boolean => DataType::Boolean,
-        FeatureType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some("UTC".into())),
+        FeatureType::Timestamp => DataType::Timestamp(TimeUnit::Microsecond, Some(UTC_TZ.into())),
         FeatureType::Date => DataType::Date32,
         FeatureType::Text => DataType::Utf8,
     }

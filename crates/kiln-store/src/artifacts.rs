@@ -149,6 +149,38 @@ impl ArtifactStore {
         Ok((id, size))
     }
 
+    /// Stores a file Kiln wrote itself and no longer needs. On a local store on the same disk
+    /// the file is renamed into place (no copy of a large snapshot part); otherwise it is
+    /// uploaded like [`Self::put_file`]. The file is gone afterwards either way.
+    pub async fn put_file_owned(&self, file: tempfile::TempPath) -> Result<(ContentId, u64)> {
+        if let Some(root) = &self.root {
+            let path = file.to_path_buf();
+            let (id, size) = tokio::task::spawn_blocking(move || hash_file(&path))
+                .await
+                .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+            let dest = root.join(key(&id).as_ref());
+            if dest.exists() {
+                return Ok((id, size));
+            }
+            if let Some(parent) = dest.parent() {
+                std::fs::create_dir_all(parent)?;
+            }
+            // Make the bytes durable before they become visible under their id.
+            std::fs::File::open(&file)?.sync_all()?;
+            match file.persist_noclobber(&dest) {
+                Ok(()) => return Ok((id, size)),
+                // Someone stored the same content meanwhile: same id, same bytes.
+                Err(_) if dest.exists() => return Ok((id, size)),
+                // A different disk: fall through to a copy.
+                Err(e) => {
+                    let (id, size) = self.put_file(&e.path).await?;
+                    return Ok((id, size));
+                }
+            }
+        }
+        self.put_file(&file).await
+    }
+
     /// Reads a whole blob, verifying its hash.
     pub async fn get_bytes(&self, id: &ContentId) -> Result<Bytes> {
         let bytes = match self.store.get(&key(id)).await {
