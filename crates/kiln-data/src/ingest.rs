@@ -441,9 +441,9 @@ impl IngestJob {
         // Three stages, each on its own thread, joined by bounded channels: parsing CSV,
         // converting to typed columns, and (on this thread) validating, profiling and writing.
         // Emptied record batches travel back to the parser, so rows are never allocated twice.
-        let (raw_tx, raw_rx) = sync_channel::<Result<RawBatch>>(2);
+        let (raw_tx, raw_rx) = sync_channel::<Result<RawBatch>>(4);
         let (recycle_tx, recycle_rx) = std::sync::mpsc::channel::<Vec<csv::ByteRecord>>();
-        let (tx, rx) = sync_channel::<Result<Converted>>(2);
+        let (tx, rx) = sync_channel::<Result<Converted>>(4);
         let mut reader_report = self.new_report();
         let path_owned = path.clone();
         let ncols = names.len();
@@ -575,7 +575,7 @@ impl IngestJob {
         drop(string_samples);
 
         let quarantine = self.config.policy == Policy::Quarantine;
-        let (tx, rx) = sync_channel::<Result<Converted>>(2);
+        let (tx, rx) = sync_channel::<Result<Converted>>(4);
         let mut reader_report = self.new_report();
         let schema_for_reader = schema.clone();
         let (rows_read, mut part) = std::thread::scope(|scope| {

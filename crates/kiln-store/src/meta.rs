@@ -151,6 +151,8 @@ impl MetaStore {
         };
         let pool = AnyPoolOptions::new()
             .max_connections(if backend == Backend::Sqlite { 4 } else { 8 })
+            // An unreachable server is reported in seconds, not after sqlx's 30 s default.
+            .acquire_timeout(std::time::Duration::from_secs(5))
             .after_connect(move |conn, _| {
                 Box::pin(async move {
                     if backend == Backend::Sqlite {
@@ -328,8 +330,18 @@ impl MetaStore {
         )))
     }
 
+    /// A transaction that will write. On SQLite it takes the write lock up front
+    /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and then writes cannot
+    /// wait for the lock and fails with "database is locked" under concurrent writers.
+    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+        Ok(match self.backend {
+            Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
+            Backend::Postgres => self.pool.begin().await?,
+        })
+    }
+
     async fn try_add_version(&self, new: &NewVersion) -> Result<(DatasetVersion, bool)> {
-        let mut tx = self.pool.begin().await?;
+        let mut tx = self.write_tx().await?;
         let latest: Option<(i64, String)> = sqlx::query(
             "SELECT version, snapshot_id FROM dataset_versions WHERE dataset = $1 \
              ORDER BY version DESC LIMIT 1",

@@ -1,0 +1,140 @@
+//! The metadata store behaves the same on SQLite and PostgreSQL.
+//!
+//! SQLite always runs. PostgreSQL runs when `KILN_TEST_POSTGRES_URL` names a server (`.ci/run`
+//! starts a throwaway cluster and sets it); under CI a missing URL is a failure, not a skip.
+
+use std::str::FromStr;
+
+use kiln_core::id::ContentId;
+use kiln_core::schema::{Column, FeatureType, Schema};
+use kiln_store::{MetaStore, NewVersion, PartRef};
+
+fn new_version(dataset: &str, seed: &str) -> NewVersion {
+    let id = ContentId::of(seed.as_bytes());
+    NewVersion {
+        dataset: dataset.to_owned(),
+        time_column: Some("t".into()),
+        target: None,
+        snapshot_id: id.clone(),
+        mode: "add".into(),
+        rows: 10,
+        schema: Schema::new(vec![Column {
+            name: "t".into(),
+            ftype: FeatureType::Date,
+        }]),
+        parts: vec![PartRef {
+            id: id.clone(),
+            rows: 10,
+            profile_id: id.clone(),
+        }],
+        profile_id: id.clone(),
+        time_min: Some("2011-01-01".into()),
+        time_max: None,
+        source: "x.csv".into(),
+        source_hash: ContentId::from_str(&"0".repeat(64)).unwrap(),
+        quarantine_id: None,
+        quarantined_rows: 0,
+    }
+}
+
+/// A dataset name no earlier run used (PostgreSQL databases outlive a test run).
+fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
+}
+
+async fn exercise(store: MetaStore) {
+    let name = unique("bikes");
+    let (v1, created) = store.add_version(&new_version(&name, "a")).await.unwrap();
+    assert!(created);
+    assert_eq!(v1.version, 1);
+    assert_eq!(v1.parent_version, None);
+    let ds = store.dataset(&name).await.unwrap().unwrap();
+    assert_eq!(ds.time_column.as_deref(), Some("t"));
+
+    // Same snapshot again: a no-op that returns the existing version.
+    let (same, created) = store.add_version(&new_version(&name, "a")).await.unwrap();
+    assert!(!created);
+    assert_eq!(same.version, 1);
+
+    let (v2, _) = store.add_version(&new_version(&name, "b")).await.unwrap();
+    assert_eq!((v2.version, v2.parent_version), (2, Some(1)));
+    let back = store.version(&name, Some(2)).await.unwrap().unwrap();
+    assert_eq!(back.snapshot_id, ContentId::of(b"b"));
+    assert_eq!(back.schema, new_version(&name, "b").schema);
+    assert_eq!(back.parts, new_version(&name, "b").parts);
+    assert_eq!(
+        store.version(&name, None).await.unwrap().unwrap().version,
+        2
+    );
+    assert!(store.version(&name, Some(9)).await.unwrap().is_none());
+
+    // Eight writers at once: every version lands exactly once, numbered 3..=10.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let s = store.clone();
+        let n = name.clone();
+        tasks.push(tokio::spawn(async move {
+            s.add_version(&new_version(&n, &format!("w{i}"))).await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let versions = store.versions(&name).await.unwrap();
+    let numbers: Vec<i64> = versions.iter().map(|v| v.version).collect();
+    assert_eq!(numbers, (1..=10).collect::<Vec<_>>());
+    let snaps: std::collections::BTreeSet<_> = versions.iter().map(|v| &v.snapshot_id).collect();
+    assert_eq!(snaps.len(), 10);
+    for w in versions.windows(2) {
+        assert_eq!(w[1].parent_version, Some(w[0].version));
+    }
+
+    // Recording an artifact twice is harmless.
+    let id = ContentId::of(unique("blob").as_bytes());
+    store.record_artifact(&id, "profile", 3).await.unwrap();
+    store.record_artifact(&id, "profile", 3).await.unwrap();
+}
+
+#[tokio::test]
+async fn sqlite_backend() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
+    exercise(MetaStore::connect(&url).await.unwrap()).await;
+    // Reopening runs no migration twice and keeps the data.
+    let again = MetaStore::connect(&url).await.unwrap();
+    assert_eq!(again.datasets().await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn postgres_backend() {
+    let Ok(url) = std::env::var("KILN_TEST_POSTGRES_URL") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set KILN_TEST_POSTGRES_URL (see .ci/run)"
+        );
+        eprintln!("skipped: KILN_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    exercise(MetaStore::connect(&url).await.unwrap()).await;
+}
+
+#[tokio::test]
+async fn unreachable_and_unsupported_backends_fail_clearly() {
+    let e = MetaStore::connect("mysql://x")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("unsupported database URL"), "{e}");
+    let e = MetaStore::connect("postgres://kiln:secret@127.0.0.1:1/none")
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("127.0.0.1:1") && !e.contains("secret"), "{e}");
+}
