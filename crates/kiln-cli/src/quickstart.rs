@@ -113,6 +113,12 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
     ));
     say(String::new());
     say("next steps:".into());
+    if let Ok(exe) = std::env::current_exe() {
+        say(format!(
+            "   (kiln is {}; `cargo install --path crates/kiln-cli` puts it on your PATH)",
+            exe.display()
+        ));
+    }
     let cd = format!("cd {}", dir.display());
     say(format!("   {cd}"));
     say("   kiln data show bikes          # lineage, schema and column profiles".into());

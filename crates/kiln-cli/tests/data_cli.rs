@@ -822,3 +822,71 @@ fn json_logs_are_json() {
         serde_json::from_str::<Value>(line).unwrap_or_else(|e| panic!("{e}: {line}"));
     }
 }
+
+#[test]
+fn parquet_strings_are_parsed_into_declared_types() {
+    let p = Project::new();
+    p.config(
+        r#"
+[datasets.raw.columns.day]
+type = "categorical"
+[datasets.raw.columns.n]
+type = "categorical"
+[datasets.typed.columns.day]
+type = "date"
+[datasets.typed.columns.n]
+type = "numeric"
+"#,
+    );
+    // A Parquet file whose columns are strings: export a dataset declared all-categorical.
+    p.write(
+        "raw.csv",
+        b"day,n\n2011-01-01,1.5\n2011-01-02,2\n2011-01-03,oops\n",
+    );
+    p.ok(&["data", "add", "raw.csv", "-d", "raw"]);
+    p.ok(&[
+        "data",
+        "export",
+        "raw",
+        "--format",
+        "parquet",
+        "-o",
+        "raw.parquet",
+    ]);
+    let r = p.run(&["data", "add", "raw.parquet", "-d", "typed"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    for e in [
+        "raw.parquet",
+        "row 3",
+        "column `n`",
+        "\"oops\" is not a number",
+        "[type]",
+    ] {
+        assert!(r.stderr.contains(e), "`{e}` not in\n{}", r.stderr);
+    }
+
+    p.write("raw.csv", b"day,n\n2011-01-01,1.5\n2011-01-02,2\n");
+    p.ok(&["data", "add", "raw.csv", "-d", "raw"]);
+    p.ok(&[
+        "data",
+        "export",
+        "raw",
+        "--format",
+        "parquet",
+        "-o",
+        "raw.parquet",
+    ]);
+    let out = p
+        .ok(&["data", "add", "raw.parquet", "-d", "typed", "--json"])
+        .json();
+    let types: Vec<&str> = out["version"]["schema"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["type"].as_str().unwrap())
+        .collect();
+    assert_eq!(types, ["date", "numeric"]);
+    let show = p.ok(&["data", "show", "typed", "--json"]).json();
+    assert_eq!(show["profile"]["columns"][1]["stats"]["mean"], 1.75);
+    assert_eq!(show["profile"]["columns"][0]["stats"]["max"], 14976);
+}

@@ -545,6 +545,18 @@ impl IngestJob {
         let arrow = builder.schema().clone();
         let names: Vec<String> = arrow.fields().iter().map(|f| f.name().clone()).collect();
         check_duplicates(path, &names)?;
+        for field in arrow.fields() {
+            let dt = field.data_type();
+            if feature_type_of(dt).is_none() && !is_text_type(dt) {
+                return Err(input_error(
+                    path,
+                    format!(
+                        "column `{}` has Arrow type {dt}, which is not a table cell Kiln can ingest\nhint: flatten or drop nested columns (lists, structs, maps) before adding the file",
+                        field.name()
+                    ),
+                ));
+            }
+        }
         if total_rows == 0 {
             return Err(DataError::NoRows { path: path.clone() });
         }
@@ -1052,6 +1064,15 @@ impl ColumnSample<'_> {
             ColumnSample::Owned(v) => mostly(v.len(), v.iter().filter(|s| fits_str(s)).count()),
             ColumnSample::Native(n) => *n == t || t.is_string(),
         }
+    }
+}
+
+/// Whether a Parquet column holds strings (plain or dictionary-encoded).
+fn is_text_type(dt: &DataType) -> bool {
+    match dt {
+        DataType::Utf8 | DataType::LargeUtf8 | DataType::Utf8View => true,
+        DataType::Dictionary(_, v) => is_text_type(v) || feature_type_of(v).is_some(),
+        _ => false,
     }
 }
 
