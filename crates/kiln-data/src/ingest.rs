@@ -518,11 +518,28 @@ impl IngestJob {
                     }
                 }
             });
-            let written = self.write_part(&schema, rx);
+            let mut checker = Checker::new(self, &schema);
+            let written = self.write_part(
+                &schema,
+                rx.into_iter().map(|c| c.and_then(|c| checker.check(c))),
+            );
             let rows_read = parser
                 .join()
                 .map_err(|_| DataError::Io(std::io::Error::other("the parser thread panicked")))?;
-            Ok::<_, DataError>((rows_read, written?))
+            let (file, quarantine) = written?;
+            let (report, profile, rows) = checker.finish();
+            Ok::<_, DataError>((
+                rows_read,
+                PartFile {
+                    file,
+                    rows,
+                    schema: schema.clone(),
+                    profile,
+                    report,
+                    source_hash: ContentId::of(b""),
+                    quarantine,
+                },
+            ))
         })?;
         let (rows_read, mut part) = result;
         // The whole file went through the hasher (the parser read to the end).
@@ -585,17 +602,59 @@ impl IngestJob {
             ),
         })?;
         drop(string_samples);
+        drop(first);
+        drop(reader);
+        // Read again from the start, now asking for categorical string columns as Arrow
+        // dictionaries: Parquet stores them dictionary-encoded, so they arrive without a hash
+        // per value, and normalizing them only recasts the small dictionary.
+        let dict_schema = Arc::new(arrow_schema::Schema::new(
+            arrow
+                .fields()
+                .iter()
+                .zip(&schema.columns)
+                .map(|(f, c)| {
+                    let dt = f.data_type();
+                    if c.ftype == FeatureType::Categorical
+                        && matches!(dt, DataType::Utf8 | DataType::LargeUtf8)
+                    {
+                        f.as_ref().clone().with_data_type(DataType::Dictionary(
+                            Box::new(DataType::Int32),
+                            Box::new(dt.clone()),
+                        ))
+                    } else {
+                        f.as_ref().clone()
+                    }
+                })
+                .collect::<Vec<_>>(),
+        ));
+        let open = |options: parquet::arrow::arrow_reader::ArrowReaderOptions| {
+            File::open(path)
+                .map_err(|e| input_error(path, e.to_string()))
+                .and_then(|f| {
+                    ParquetRecordBatchReaderBuilder::try_new_with_options(f, options)
+                        .and_then(|b| b.with_batch_size(self.batch_rows).build())
+                        .map_err(|e| input_error(path, e.to_string()))
+                })
+        };
+        let mut reader = match open(
+            parquet::arrow::arrow_reader::ArrowReaderOptions::new().with_schema(dict_schema),
+        ) {
+            Ok(r) => r,
+            // A file whose strings cannot be read as dictionaries is read as it is.
+            Err(_) => open(parquet::arrow::arrow_reader::ArrowReaderOptions::new())?,
+        };
 
         let quarantine = self.config.policy == Policy::Quarantine;
-        let (tx, rx) = sync_channel::<Result<Converted>>(4);
+        let (tx, rx) = sync_channel::<Result<Checked>>(4);
         let mut reader_report = self.new_report();
         let schema_for_reader = schema.clone();
-        let (rows_read, mut part) = std::thread::scope(|scope| {
+        let mut checker = Checker::new(self, &schema);
+        let (rows_read, part) = std::thread::scope(|scope| {
             let reader_report = &mut reader_report;
+            let checker = &mut checker;
             let handle = scope.spawn(move || -> u64 {
                 let mut row = 0u64;
-                let mut next = Some(Ok(first));
-                while let Some(batch) = next.take().or_else(|| reader.next()) {
+                for batch in reader.by_ref() {
                     let batch = match batch {
                         Ok(b) => b,
                         Err(e) => {
@@ -604,28 +663,41 @@ impl IngestJob {
                         }
                     };
                     let n = batch.num_rows();
-                    let converted = normalize_batch(
+                    let checked = normalize_batch(
                         &batch,
                         row + 1,
                         &schema_for_reader,
                         quarantine,
                         reader_report,
-                    );
+                    )
+                    .and_then(|c| checker.check(c));
                     row += n as u64;
                     // Parquet decodes column chunks, not bytes in order: estimate by rows.
                     progress.set_position(file_len.saturating_mul(row) / total_rows);
-                    if tx.send(converted).is_err() {
+                    if tx.send(checked).is_err() {
                         break;
                     }
                 }
                 row
             });
-            let written = self.write_part(&schema, rx);
+            let written = self.write_part(&schema, rx.into_iter());
             let rows = handle
                 .join()
                 .map_err(|_| DataError::Io(std::io::Error::other("the reader thread panicked")))?;
-            Ok::<_, DataError>((rows, written?))
+            let (file, quarantine) = written?;
+            Ok::<_, DataError>((rows, (file, quarantine)))
         })?;
+        let (file, quarantine) = part;
+        let (report, profile, rows) = checker.finish();
+        let mut part = PartFile {
+            file,
+            rows,
+            schema: schema.clone(),
+            profile,
+            report,
+            source_hash: ContentId::of(b""),
+            quarantine,
+        };
         part.source_hash = hash_path(path)?;
         part.report.rows_read = rows_read;
         merge_reports(&mut part.report, &reader_report, self.max_shown);
@@ -750,97 +822,71 @@ impl IngestJob {
     fn write_part(
         &self,
         schema: &Schema,
-        rx: std::sync::mpsc::Receiver<Result<Converted>>,
-    ) -> Result<PartFile> {
-        let mut rules = Rules::compile(schema, &self.config);
-        let mut report = self.new_report();
-        let mut profiler = Profiler::new(schema);
+        items: impl Iterator<Item = Result<Checked>>,
+    ) -> Result<(tempfile::NamedTempFile, Option<tempfile::NamedTempFile>)> {
         let file = tempfile::Builder::new()
             .prefix("part-")
             .suffix(".parquet")
             .tempfile_in(&self.scratch)?;
-        let props = WriterProperties::builder()
+        let mut props = WriterProperties::builder()
             .set_compression(Compression::SNAPPY)
             // A fixed creator string keeps content ids stable across Kiln releases.
-            .set_created_by("kiln".to_owned())
-            .build();
+            .set_created_by("kiln".to_owned());
+        for c in &schema.columns {
+            if c.ftype == FeatureType::Timestamp {
+                // Timestamps are mostly distinct: a dictionary would overflow its page and be
+                // abandoned after costing a hash per value.
+                props = props.set_column_dictionary_enabled(
+                    parquet::schema::types::ColumnPath::from(c.name.as_str()),
+                    false,
+                );
+            }
+        }
         let sink = BufWriter::with_capacity(1 << 20, file.reopen()?);
         let mut writer = Some(ArrowWriter::try_new(
             sink,
             arrow_schema(schema),
-            Some(props),
+            Some(props.build()),
         )?);
         let mut quarantine: Option<(
             tempfile::NamedTempFile,
             csv::Writer<flate2::write::GzEncoder<File>>,
         )> = None;
-        let mut bad_rows = 0u64;
-        let mut good_rows = 0u64;
-        let reject = self.config.policy == Policy::Reject;
-        let mut first_error: Option<DataError> = None;
-        for msg in rx {
-            let mut c = match msg {
-                Ok(c) => c,
-                Err(e) => {
-                    first_error = Some(e);
-                    break;
+        for item in items {
+            let checked = item?;
+            if !checked.aside.is_empty() {
+                let (_, w) = match &mut quarantine {
+                    Some(q) => q,
+                    None => {
+                        let f = tempfile::Builder::new()
+                            .prefix("quarantine-")
+                            .suffix(".csv.gz")
+                            .tempfile_in(&self.scratch)?;
+                        let gz = flate2::write::GzEncoder::new(
+                            f.reopen()?,
+                            flate2::Compression::default(),
+                        );
+                        let mut w = csv::Writer::from_writer(gz);
+                        let mut head = vec!["_row".to_owned(), "_line".to_owned()];
+                        head.extend(schema.names().map(str::to_owned));
+                        w.write_record(&head).map_err(csv_write_error)?;
+                        quarantine.insert((f, w))
+                    }
+                };
+                for rec in &checked.aside {
+                    w.write_record(rec).map_err(csv_write_error)?;
                 }
-            };
-            rules.check(&c.batch, c.first_row, &c.lines, &mut c.bad, &mut report);
-            let nbad = c.bad.iter().filter(|b| **b).count();
-            bad_rows += nbad as u64;
-            if reject && (nbad > 0 || bad_rows > 0) {
-                // Nothing will be stored: stop writing, keep counting.
-                writer = None;
-                continue;
             }
-            let batch = if nbad > 0 {
-                let keep = BooleanArray::from(c.bad.iter().map(|b| !b).collect::<Vec<bool>>());
-                if let Some(raw) = &c.raw {
-                    let (_, w) = match &mut quarantine {
-                        Some(q) => q,
-                        None => {
-                            let f = tempfile::Builder::new()
-                                .prefix("quarantine-")
-                                .suffix(".csv.gz")
-                                .tempfile_in(&self.scratch)?;
-                            let gz = flate2::write::GzEncoder::new(
-                                f.reopen()?,
-                                flate2::Compression::default(),
-                            );
-                            let mut w = csv::Writer::from_writer(gz);
-                            let mut head = vec!["_row".to_owned(), "_line".to_owned()];
-                            head.extend(schema.names().map(str::to_owned));
-                            w.write_record(&head).map_err(csv_write_error)?;
-                            quarantine.insert((f, w))
-                        }
-                    };
-                    for (i, is_bad) in c.bad.iter().enumerate() {
-                        if *is_bad {
-                            let mut rec = vec![
-                                (c.first_row + i as u64).to_string(),
-                                c.lines.get(i).map(|l| l.to_string()).unwrap_or_default(),
-                            ];
-                            rec.extend(raw[i].iter().cloned());
-                            w.write_record(&rec).map_err(csv_write_error)?;
-                        }
+            match checked.keep {
+                Some(batch) => {
+                    if let Some(w) = writer.as_mut() {
+                        w.write(&batch)?;
                     }
                 }
-                arrow_select::filter::filter_record_batch(&c.batch, &keep)?
-            } else {
-                c.batch
-            };
-            good_rows += batch.num_rows() as u64;
-            profiler.push(&batch);
-            if let Some(w) = writer.as_mut() {
-                w.write(&batch)?;
+                // Rejected: nothing will be stored, so stop writing (checking goes on).
+                None => writer = None,
             }
         }
-        if let Some(e) = first_error {
-            return Err(e);
-        }
-        report.bad_rows = bad_rows;
-        let profile = profiler.finish();
         if let Some(w) = writer {
             let mut sink = w.into_inner()?;
             sink.flush()?;
@@ -856,22 +902,14 @@ impl IngestJob {
             }
             None => None,
         };
-        Ok(PartFile {
-            file,
-            rows: good_rows,
-            schema: schema.clone(),
-            profile,
-            report,
-            source_hash: ContentId::of(b""),
-            quarantine,
-        })
+        Ok((file, quarantine))
     }
 
     /// Applies the file-level rules and the policy to a finished part.
     fn finish_part(&self, mut part: PartFile) -> Result<PartFile> {
         for (name, limit) in Rules::compile(&part.schema, &self.config).null_limits {
             if let Some(col) = part.profile.column(&name) {
-                // Judge the file as read: rows already set aside still count.
+                // Judged on the rows kept (rows set aside are already reported).
                 let frac = col.null_fraction();
                 if frac > limit {
                     part.report.push(Violation {
@@ -1065,6 +1103,62 @@ impl ColumnSample<'_> {
             ColumnSample::Native(n) => *n == t || t.is_string(),
         }
     }
+}
+
+/// The same instants with the zone dropped (a metadata change, no per-value work).
+fn strip_timezone(array: &ArrayRef) -> Result<ArrayRef> {
+    use arrow_array::types::{
+        TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
+    };
+    Ok(match array.data_type() {
+        DataType::Timestamp(TimeUnit::Second, Some(_)) => Arc::new(
+            array
+                .as_primitive::<TimestampSecondType>()
+                .clone()
+                .with_timezone_opt(None::<String>),
+        ),
+        DataType::Timestamp(TimeUnit::Millisecond, Some(_)) => Arc::new(
+            array
+                .as_primitive::<TimestampMillisecondType>()
+                .clone()
+                .with_timezone_opt(None::<String>),
+        ),
+        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => Arc::new(
+            array
+                .as_primitive::<TimestampMicrosecondType>()
+                .clone()
+                .with_timezone_opt(None::<String>),
+        ),
+        DataType::Timestamp(TimeUnit::Nanosecond, Some(_)) => Arc::new(
+            array
+                .as_primitive::<TimestampNanosecondType>()
+                .clone()
+                .with_timezone_opt(None::<String>),
+        ),
+        _ => array.clone(),
+    })
+}
+
+/// A dictionary of strings as Kiln's categorical type: Int32 keys, Utf8 values, and the
+/// entries that spell a missing value (``, `NA`, ...) turned into nulls as in CSV.
+fn normalize_dictionary(array: &ArrayRef) -> Result<ArrayRef> {
+    let d = arrow_cast::cast(array, &crate::table::arrow_type(FeatureType::Categorical))?;
+    let dict = d.as_dictionary::<Int32Type>();
+    let values = dict.values().as_string::<i32>();
+    let null_entry: Vec<bool> = (0..values.len())
+        .map(|i| values.is_null(i) || is_null(values.value(i)))
+        .collect();
+    if !null_entry.iter().any(|b| *b) {
+        return Ok(d);
+    }
+    let keys: arrow_array::Int32Array = dict
+        .keys()
+        .iter()
+        .map(|k| k.filter(|k| !null_entry[*k as usize]))
+        .collect();
+    Ok(Arc::new(
+        arrow_array::DictionaryArray::<Int32Type>::try_new(keys, dict.values().clone())?,
+    ))
 }
 
 /// Whether a Parquet column holds strings (plain or dictionary-encoded).
@@ -1271,6 +1365,88 @@ fn type_message(t: FeatureType, s: &str) -> String {
     format!("value \"{}\" is not {expected}", show_value(s))
 }
 
+/// A batch after the row rules: the rows to store and the rows set aside.
+struct Checked {
+    /// `None` once the reject policy has seen a bad row: nothing will be stored.
+    keep: Option<RecordBatch>,
+    /// Quarantined rows as text: row, line, then the cells.
+    aside: Vec<Vec<String>>,
+}
+
+/// Applies the row rules to converted batches, splits kept from bad rows, and profiles the
+/// kept ones. It runs on whichever thread has room: the writer's for CSV (whose converter is
+/// the busiest thread), the reader's for Parquet (whose writer is).
+struct Checker {
+    rules: Rules,
+    report: ValidationReport,
+    profiler: Profiler,
+    reject: bool,
+    bad_rows: u64,
+    good_rows: u64,
+}
+
+impl Checker {
+    fn new(job: &IngestJob, schema: &Schema) -> Self {
+        Self {
+            rules: Rules::compile(schema, &job.config),
+            report: job.new_report(),
+            profiler: Profiler::new(schema),
+            reject: job.config.policy == Policy::Reject,
+            bad_rows: 0,
+            good_rows: 0,
+        }
+    }
+
+    fn check(&mut self, mut c: Converted) -> Result<Checked> {
+        self.rules.check(
+            &c.batch,
+            c.first_row,
+            &c.lines,
+            &mut c.bad,
+            &mut self.report,
+        );
+        let nbad = c.bad.iter().filter(|b| **b).count();
+        self.bad_rows += nbad as u64;
+        if self.reject && self.bad_rows > 0 {
+            return Ok(Checked {
+                keep: None,
+                aside: Vec::new(),
+            });
+        }
+        let mut aside = Vec::new();
+        let batch = if nbad > 0 {
+            if let Some(raw) = &c.raw {
+                for (i, is_bad) in c.bad.iter().enumerate() {
+                    if *is_bad {
+                        let mut rec = vec![
+                            (c.first_row + i as u64).to_string(),
+                            c.lines.get(i).map(|l| l.to_string()).unwrap_or_default(),
+                        ];
+                        rec.extend(raw[i].iter().cloned());
+                        aside.push(rec);
+                    }
+                }
+            }
+            let keep = BooleanArray::from(c.bad.iter().map(|b| !b).collect::<Vec<bool>>());
+            arrow_select::filter::filter_record_batch(&c.batch, &keep)?
+        } else {
+            c.batch
+        };
+        self.good_rows += batch.num_rows() as u64;
+        self.profiler.push(&batch);
+        Ok(Checked {
+            keep: Some(batch),
+            aside,
+        })
+    }
+
+    /// The report (with the bad-row count), the profile of the kept rows, and their number.
+    fn finish(mut self) -> (ValidationReport, DatasetProfile, u64) {
+        self.report.bad_rows = self.bad_rows;
+        (self.report, self.profiler.finish(), self.good_rows)
+    }
+}
+
 /// Converts CSV records to a normalized batch, reporting what cannot be read.
 fn convert_csv(
     records: &[csv::ByteRecord],
@@ -1409,10 +1585,23 @@ fn normalize_batch(
             (Some(FeatureType::Date), FeatureType::Date) => {
                 arrow_cast::cast(input, &DataType::Date32)?
             }
-            (Some(FeatureType::Timestamp), FeatureType::Timestamp) => arrow_cast::cast(
-                input,
-                &DataType::Timestamp(TimeUnit::Microsecond, Some(UTC_TZ.into())),
-            )?,
+            (Some(FeatureType::Timestamp), FeatureType::Timestamp) => {
+                // Only the unit changes: instants are instants, and a timestamp without a zone
+                // is read as UTC. (A cast to a zone would convert every value through chrono.)
+                let micros = arrow_cast::cast(
+                    &strip_timezone(input)?,
+                    &DataType::Timestamp(TimeUnit::Microsecond, None),
+                )?;
+                Arc::new(
+                    micros
+                        .as_primitive::<TimestampMicrosecondType>()
+                        .clone()
+                        .with_timezone(UTC_TZ),
+                )
+            }
+            (None, FeatureType::Categorical) if matches!(input.data_type(), DataType::Dictionary(_, v) if matches!(v.as_ref(), DataType::Utf8 | DataType::LargeUtf8)) => {
+                normalize_dictionary(input)?
+            }
             (Some(FeatureType::Date), FeatureType::Timestamp) => arrow_cast::cast(
                 input,
                 &DataType::Timestamp(TimeUnit::Microsecond, Some(UTC_TZ.into())),
