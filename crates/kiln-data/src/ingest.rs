@@ -27,7 +27,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
-use bytes::Bytes;
 use kiln_core::config::{Config, DatasetConfig, Policy};
 use kiln_core::id::ContentId;
 use kiln_core::names::validate_name;
@@ -134,31 +133,17 @@ pub async fn add(
         .map_err(|e| DataError::Io(std::io::Error::other(e)))??;
 
     // Artifacts first, metadata last: a crash in between leaves only unreferenced blobs.
-    let (part_id, part_size) = store
-        .artifacts
-        .put_file_owned(part.file.into_temp_path())
+    let (part_id, _) = store
+        .put_file_owned("snapshot-part", part.file.into_temp_path())
         .await?;
-    store
-        .meta
-        .record_artifact(&part_id, "snapshot-part", part_size)
-        .await?;
-    let profile_bytes =
-        serde_json::to_vec(&part.profile).map_err(|e| DataError::Io(std::io::Error::other(e)))?;
-    let profile_len = profile_bytes.len() as u64;
-    let part_profile_id = store
-        .artifacts
-        .put_bytes(Bytes::from(profile_bytes))
-        .await?;
-    store
-        .meta
-        .record_artifact(&part_profile_id, "profile", profile_len)
-        .await?;
+    let part_profile_id = store.put_json("profile", &part.profile).await?;
     let quarantine_id = match part.quarantine.take() {
-        Some(q) => {
-            let (id, size) = store.artifacts.put_file_owned(q.into_temp_path()).await?;
-            store.meta.record_artifact(&id, "quarantine", size).await?;
-            Some(id)
-        }
+        Some(q) => Some(
+            store
+                .put_file_owned("quarantine", q.into_temp_path())
+                .await?
+                .0,
+        ),
         None => None,
     };
 
@@ -184,11 +169,7 @@ pub async fn add(
             merged
                 .merge(&part.profile)
                 .map_err(|e| DataError::Io(std::io::Error::other(e)))?;
-            let bytes =
-                serde_json::to_vec(&merged).map_err(|e| DataError::Io(std::io::Error::other(e)))?;
-            let len = bytes.len() as u64;
-            let id = store.artifacts.put_bytes(Bytes::from(bytes)).await?;
-            store.meta.record_artifact(&id, "profile", len).await?;
+            let id = store.put_json("profile", &merged).await?;
             let mut parts = prev.parts.clone();
             parts.push(new_part);
             (parts, merged, id)

@@ -97,4 +97,32 @@ impl Store {
         let meta = MetaStore::connect(&location.db_url).await?;
         Ok(Self { meta, artifacts })
     }
+
+    /// Stores `bytes` as an artifact of `kind` and records it in the metadata.
+    pub async fn put_bytes(&self, kind: &str, bytes: bytes::Bytes) -> Result<ContentId> {
+        let size = bytes.len() as u64;
+        let id = self.artifacts.put_bytes(bytes).await?;
+        self.meta.record_artifact(&id, kind, size).await?;
+        Ok(id)
+    }
+
+    /// Stores a value as a JSON artifact of `kind` and records it.
+    pub async fn put_json<T: serde::Serialize>(&self, kind: &str, value: &T) -> Result<ContentId> {
+        let bytes = serde_json::to_vec(value).map_err(|e| StoreError::Corrupt {
+            what: format!("{kind} to store"),
+            message: e.to_string(),
+        })?;
+        self.put_bytes(kind, bytes.into()).await
+    }
+
+    /// Stores a scratch file Kiln wrote (moved into place when possible) and records it.
+    pub async fn put_file_owned(
+        &self,
+        kind: &str,
+        file: tempfile::TempPath,
+    ) -> Result<(ContentId, u64)> {
+        let (id, size) = self.artifacts.put_file_owned(file).await?;
+        self.meta.record_artifact(&id, kind, size).await?;
+        Ok((id, size))
+    }
 }
