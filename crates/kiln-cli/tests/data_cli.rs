@@ -379,7 +379,7 @@ fn every_rule_rejects_and_stores_nothing() {
 }
 
 #[test]
-fn uniqueness_is_checked_within_the_file() {
+fn uniqueness_is_checked_within_the_file_and_across_appends() {
     let p = Project::new();
     p.config("[datasets.ids.columns.id]\nunique = true\n");
     p.write("ids.csv", b"id,x\na,1\nb,2\na,3\n");
@@ -390,6 +390,37 @@ fn uniqueness_is_checked_within_the_file() {
         "{}",
         r.stderr
     );
+
+    // Across an append: the new rows may not repeat ids of the version they extend.
+    p.write("first.csv", b"id,x\na,1\nb,2\n");
+    p.ok(&["data", "add", "first.csv", "--dataset", "ids"]);
+    p.write("more.csv", b"id,x\nc,3\nb,4\n");
+    let r = p.run(&["data", "add", "more.csv", "--dataset", "ids", "--append"]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("row 2") && r.stderr.contains("\"b\" appears more than once"),
+        "{}",
+        r.stderr
+    );
+    p.write("more.csv", b"id,x\nc,3\nd,4\n");
+    let ok = p
+        .ok(&[
+            "data",
+            "add",
+            "more.csv",
+            "--dataset",
+            "ids",
+            "--append",
+            "--json",
+        ])
+        .json();
+    assert_eq!(ok["version"]["rows"], 4);
+
+    // Appended columns must come in the dataset's order.
+    p.write("swapped.csv", b"x,id\n5,e\n");
+    let r = p.run(&["data", "add", "swapped.csv", "--dataset", "ids", "--append"]);
+    assert_eq!(r.code, 2);
+    assert!(r.stderr.contains("different order"), "{}", r.stderr);
 }
 
 #[test]

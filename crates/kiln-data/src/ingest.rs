@@ -114,7 +114,18 @@ pub async fn add(
         .or_else(|| existing.as_ref().and_then(|d| d.target.clone()));
 
     std::fs::create_dir_all(scratch)?;
+    // Appending under a uniqueness rule: the new rows must not repeat values of the earlier
+    // parts, so those parts (hash-verified) are read to seed the rule.
+    let mut seed = Vec::new();
+    if let (Some(prev), true) = (&latest, opts.append)
+        && ds_config.columns.values().any(|c| c.unique)
+    {
+        for p in &prev.parts {
+            seed.push(store.artifacts.fetch(&p.id, scratch).await?);
+        }
+    }
     let job = IngestJob {
+        seed_parts: seed.iter().map(|f| f.path.clone()).collect(),
         path: opts.file.clone(),
         dataset: opts.dataset.clone(),
         config: ds_config.clone(),
@@ -263,6 +274,8 @@ struct IngestJob {
     time_column: Option<String>,
     target: Option<String>,
     scratch: PathBuf,
+    /// Parts of the version an append extends, for uniqueness across the whole version.
+    seed_parts: Vec<PathBuf>,
 }
 
 /// A validated part, written to scratch, not yet stored.
@@ -499,7 +512,7 @@ impl IngestJob {
                     }
                 }
             });
-            let mut checker = Checker::new(self, &schema);
+            let mut checker = Checker::new(self, &schema)?;
             let written = self.write_part(
                 &schema,
                 rx.into_iter().map(|c| c.and_then(|c| checker.check(c))),
@@ -629,7 +642,7 @@ impl IngestJob {
         let (tx, rx) = sync_channel::<Result<Checked>>(4);
         let mut reader_report = self.new_report();
         let schema_for_reader = schema.clone();
-        let mut checker = Checker::new(self, &schema);
+        let mut checker = Checker::new(self, &schema)?;
         let (rows_read, part) = std::thread::scope(|scope| {
             let reader_report = &mut reader_report;
             let checker = &mut checker;
@@ -749,6 +762,16 @@ impl IngestJob {
         }
         let schema = Schema::new(columns);
         if let Some(prev) = &self.previous_schema {
+            if self.append && prev.change_to(&schema).is_empty() && prev != &schema {
+                return Err(input_error(
+                    &self.path,
+                    format!(
+                        "columns are in a different order than in `{}` ({})\nhint: appended rows are stored beside the earlier ones, so the columns must come in the same order",
+                        self.dataset,
+                        prev.names().collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
             let change = prev.change_to(&schema);
             if !change.is_empty() {
                 if self.append {
@@ -1367,15 +1390,26 @@ struct Checker {
 }
 
 impl Checker {
-    fn new(job: &IngestJob, schema: &Schema) -> Self {
-        Self {
-            rules: Rules::compile(schema, &job.config),
+    fn new(job: &IngestJob, schema: &Schema) -> Result<Self> {
+        let mut rules = Rules::compile(schema, &job.config);
+        if rules.checks_uniqueness() {
+            for path in &job.seed_parts {
+                let reader = ParquetRecordBatchReaderBuilder::try_new(File::open(path)?)?
+                    .with_batch_size(job.batch_rows)
+                    .build()?;
+                for batch in reader {
+                    rules.seed_unique(&batch?);
+                }
+            }
+        }
+        Ok(Self {
+            rules,
             report: job.new_report(),
             profiler: Profiler::new(schema),
             reject: job.config.policy == Policy::Reject,
             bad_rows: 0,
             good_rows: 0,
-        }
+        })
     }
 
     fn check(&mut self, mut c: Converted) -> Result<Checked> {

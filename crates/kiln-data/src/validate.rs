@@ -10,8 +10,8 @@ use std::fmt;
 use std::hash::{DefaultHasher, Hash, Hasher};
 
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Float64Type, Int32Type};
-use arrow_array::{Array, RecordBatch};
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
 use kiln_core::config::{DatasetConfig, Policy};
 use kiln_core::schema::{FeatureType, Schema};
 use regex::Regex;
@@ -238,17 +238,6 @@ impl Rules {
                                 format!("value {shown} is outside {bound}"),
                             );
                         }
-                        if let Some(seen) = &mut rule.unique
-                            && !seen.insert(v.to_bits())
-                        {
-                            let shown = format_number(v);
-                            fail(
-                                i,
-                                shown.clone(),
-                                "unique",
-                                format!("value {shown} appears more than once"),
-                            );
-                        }
                     }
                 }
                 FeatureType::Categorical => {
@@ -267,16 +256,6 @@ impl Rules {
                         if let Some((name, msg)) = &verdicts[k] {
                             fail(i, show_value(v), name, msg.clone());
                         }
-                        if let Some(seen) = &mut rule.unique
-                            && !seen.insert(hash_str(v))
-                        {
-                            fail(
-                                i,
-                                show_value(v),
-                                "unique",
-                                format!("value \"{}\" appears more than once", show_value(v)),
-                            );
-                        }
                     }
                 }
                 FeatureType::Text => {
@@ -289,60 +268,75 @@ impl Rules {
                         if let Some((name, msg)) = judge_string(rule, v) {
                             fail(i, show_value(v), name, msg);
                         }
-                        if let Some(seen) = &mut rule.unique
-                            && !seen.insert(hash_str(v))
-                        {
-                            fail(
-                                i,
-                                show_value(v),
-                                "unique",
-                                format!("value \"{}\" appears more than once", show_value(v)),
-                            );
-                        }
                     }
                 }
-                _ => {
-                    if let Some(seen) = &mut rule.unique {
-                        // Dates, timestamps, booleans: compare their stored representation.
-                        let data = array.to_data();
-                        let width = data.data_type().primitive_width().unwrap_or(1).max(1);
-                        let buf = data.buffers().first().map(|b| b.as_slice()).unwrap_or(&[]);
-                        for i in 0..array.len() {
-                            if array.is_null(i) {
-                                continue;
-                            }
-                            let key = if rule.ftype == FeatureType::Boolean {
-                                hash_str(if array.as_boolean().value(i) {
-                                    "t"
-                                } else {
-                                    "f"
-                                })
-                            } else {
-                                let o = (data.offset() + i) * width;
-                                let mut h = DefaultHasher::new();
-                                buf.get(o..o + width).hash(&mut h);
-                                h.finish()
-                            };
-                            if !seen.insert(key) {
-                                fail(
-                                    i,
-                                    String::new(),
-                                    "unique",
-                                    "value appears more than once".into(),
-                                );
-                            }
-                        }
+                _ => {}
+            }
+            if let Some(seen) = &mut rule.unique {
+                for i in 0..array.len() {
+                    if let Some(key) = unique_key(array, rule.ftype, i)
+                        && !seen.insert(key)
+                    {
+                        let shown = crate::table::cell_text(array, rule.ftype, i);
+                        fail(
+                            i,
+                            show_value(&shown),
+                            "unique",
+                            format!("value \"{}\" appears more than once", show_value(&shown)),
+                        );
                     }
                 }
             }
         }
     }
+
+    /// Records the values already in the dataset (earlier parts of the version an append
+    /// extends), so uniqueness holds across the whole new version, not just the new file.
+    pub fn seed_unique(&mut self, batch: &RecordBatch) {
+        for rule in &mut self.columns {
+            if let Some(seen) = &mut rule.unique {
+                let array = batch.column(rule.index);
+                for i in 0..array.len() {
+                    if let Some(key) = unique_key(array, rule.ftype, i) {
+                        seen.insert(key);
+                    }
+                }
+            }
+        }
+    }
+
+    /// Whether any column must hold unique values.
+    pub fn checks_uniqueness(&self) -> bool {
+        self.columns.iter().any(|r| r.unique.is_some())
+    }
 }
 
-fn hash_str(v: &str) -> u64 {
+/// A 64-bit key for a cell's value (`None` for null): the same value, the same key.
+fn unique_key(array: &ArrayRef, ftype: FeatureType, i: usize) -> Option<u64> {
+    if array.is_null(i) {
+        return None;
+    }
     let mut h = DefaultHasher::new();
-    v.hash(&mut h);
-    h.finish()
+    match ftype {
+        FeatureType::Numeric => array
+            .as_primitive::<Float64Type>()
+            .value(i)
+            .to_bits()
+            .hash(&mut h),
+        FeatureType::Boolean => array.as_boolean().value(i).hash(&mut h),
+        FeatureType::Date => array.as_primitive::<Date32Type>().value(i).hash(&mut h),
+        FeatureType::Timestamp => array
+            .as_primitive::<TimestampMicrosecondType>()
+            .value(i)
+            .hash(&mut h),
+        FeatureType::Categorical => {
+            let dict = array.as_dictionary::<Int32Type>();
+            let k = dict.keys().value(i) as usize;
+            dict.values().as_string::<i32>().value(k).hash(&mut h)
+        }
+        FeatureType::Text => array.as_string::<i32>().value(i).hash(&mut h),
+    }
+    Some(h.finish())
 }
 
 fn judge_string(rule: &ColumnRules, v: &str) -> Option<(&'static str, String)> {
