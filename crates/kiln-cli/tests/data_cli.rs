@@ -624,6 +624,7 @@ fn a_tampered_snapshot_is_refused_on_read() {
 fn bad_input_gets_a_clear_message_and_exit_code_2() {
     let p = Project::new();
     p.write("empty.csv", b"");
+    p.write("blank.csv", b"\n\n");
     p.write("header_only.csv", b"a,b\n");
     p.write("dup.csv", b"a,b,a\n1,2,3\n");
     p.write("noname.csv", b"a,,c\n1,2,3\n");
@@ -633,6 +634,10 @@ fn bad_input_gets_a_clear_message_and_exit_code_2() {
         (
             vec!["data", "add", "empty.csv", "-d", "x"],
             "empty.csv: the file is empty",
+        ),
+        (
+            vec!["data", "add", "blank.csv", "-d", "x"],
+            "blank.csv: the file is empty",
         ),
         (
             vec!["data", "add", "header_only.csv", "-d", "x"],
@@ -920,4 +925,57 @@ type = "numeric"
     let show = p.ok(&["data", "show", "typed", "--json"]).json();
     assert_eq!(show["profile"]["columns"][1]["stats"]["mean"], 1.75);
     assert_eq!(show["profile"]["columns"][0]["stats"]["max"], 14976);
+}
+
+#[test]
+fn timestamps_survive_a_parquet_round_trip() {
+    let p = Project::new();
+    p.write(
+        "t.csv",
+        b"at,v\n2011-01-01 10:00:00,1\n2011-01-01T11:30:00Z,2\n2011-01-02 00:00:00.25,3\n",
+    );
+    let a = p
+        .ok(&[
+            "data",
+            "add",
+            "t.csv",
+            "-d",
+            "t",
+            "--time-column",
+            "at",
+            "--json",
+        ])
+        .json();
+    assert_eq!(a["version"]["time_min"], "2011-01-01T10:00:00Z");
+    assert_eq!(a["version"]["time_max"], "2011-01-02T00:00:00.250Z");
+    // Kiln's Parquet carries a UTC zone; reading it back must keep every instant.
+    p.ok(&[
+        "data",
+        "export",
+        "t",
+        "--format",
+        "parquet",
+        "-o",
+        "t.parquet",
+    ]);
+    let b = p
+        .ok(&[
+            "data",
+            "add",
+            "t.parquet",
+            "-d",
+            "t2",
+            "--time-column",
+            "at",
+            "--json",
+        ])
+        .json();
+    assert_eq!(b["version"]["time_min"], a["version"]["time_min"]);
+    assert_eq!(b["version"]["time_max"], a["version"]["time_max"]);
+    p.ok(&["data", "export", "t2", "--format", "csv", "-o", "t2.csv"]);
+    let text = std::fs::read_to_string(p.path("t2.csv")).unwrap();
+    assert_eq!(
+        text,
+        "at,v\n2011-01-01T10:00:00Z,1\n2011-01-01T11:30:00Z,2\n2011-01-02T00:00:00.250Z,3\n"
+    );
 }

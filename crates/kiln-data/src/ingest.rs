@@ -1022,6 +1022,12 @@ fn detect_format(path: &Path) -> Result<Format> {
 }
 
 fn header_names(path: &Path, header: &csv::ByteRecord) -> Result<Vec<String>> {
+    // A first line with nothing on it: the file has no header, whatever follows.
+    if header.len() == 1 && header[0].iter().all(|b| b.is_ascii_whitespace()) {
+        return Err(DataError::EmptyFile {
+            path: path.to_owned(),
+        });
+    }
     let mut names = Vec::with_capacity(header.len());
     for (i, field) in header.iter().enumerate() {
         let mut text = std::str::from_utf8(field).map_err(|_| {
@@ -1044,11 +1050,6 @@ fn header_names(path: &Path, header: &csv::ByteRecord) -> Result<Vec<String>> {
             ));
         }
         names.push(text.to_owned());
-    }
-    if names.len() == 1 && header.len() == 1 && names[0].is_empty() {
-        return Err(DataError::EmptyFile {
-            path: path.to_owned(),
-        });
     }
     check_duplicates(path, &names)?;
     Ok(names)
@@ -1111,36 +1112,17 @@ impl ColumnSample<'_> {
 
 /// The same instants with the zone dropped (a metadata change, no per-value work).
 fn strip_timezone(array: &ArrayRef) -> Result<ArrayRef> {
-    use arrow_array::types::{
-        TimestampMillisecondType, TimestampNanosecondType, TimestampSecondType,
-    };
-    Ok(match array.data_type() {
-        DataType::Timestamp(TimeUnit::Second, Some(_)) => Arc::new(
-            array
-                .as_primitive::<TimestampSecondType>()
-                .clone()
-                .with_timezone_opt(None::<String>),
-        ),
-        DataType::Timestamp(TimeUnit::Millisecond, Some(_)) => Arc::new(
-            array
-                .as_primitive::<TimestampMillisecondType>()
-                .clone()
-                .with_timezone_opt(None::<String>),
-        ),
-        DataType::Timestamp(TimeUnit::Microsecond, Some(_)) => Arc::new(
-            array
-                .as_primitive::<TimestampMicrosecondType>()
-                .clone()
-                .with_timezone_opt(None::<String>),
-        ),
-        DataType::Timestamp(TimeUnit::Nanosecond, Some(_)) => Arc::new(
-            array
-                .as_primitive::<TimestampNanosecondType>()
-                .clone()
-                .with_timezone_opt(None::<String>),
-        ),
-        _ => array.clone(),
-    })
+    match array.data_type() {
+        DataType::Timestamp(unit, Some(_)) => {
+            let data = array
+                .to_data()
+                .into_builder()
+                .data_type(DataType::Timestamp(*unit, None))
+                .build()?;
+            Ok(arrow_array::make_array(data))
+        }
+        _ => Ok(array.clone()),
+    }
 }
 
 /// A dictionary of strings as Kiln's categorical type: Int32 keys, Utf8 values, and the
@@ -1755,15 +1737,12 @@ impl Profiler {
                 ProfileAcc::Temporal { min, max } => {
                     let (lo, hi) =
                         if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
-                            (
-                                arrow_arith_min(a.iter().flatten()),
-                                arrow_arith_max(a.iter().flatten()),
-                            )
+                            (a.iter().flatten().min(), a.iter().flatten().max())
                         } else {
                             let a = array.as_primitive::<Date32Type>();
                             (
-                                arrow_arith_min(a.iter().flatten().map(i64::from)),
-                                arrow_arith_max(a.iter().flatten().map(i64::from)),
+                                a.iter().flatten().map(i64::from).min(),
+                                a.iter().flatten().map(i64::from).max(),
                             )
                         };
                     *min = [*min, lo].into_iter().flatten().min();
@@ -1814,12 +1793,4 @@ impl Profiler {
             columns,
         }
     }
-}
-
-fn arrow_arith_min(it: impl Iterator<Item = i64>) -> Option<i64> {
-    it.min()
-}
-
-fn arrow_arith_max(it: impl Iterator<Item = i64>) -> Option<i64> {
-    it.max()
 }
