@@ -10,29 +10,16 @@
 
 use serde::Serialize;
 
-/// Inputs a metric cannot be computed on.
-#[derive(Debug, Clone, PartialEq, thiserror::Error)]
-pub enum MetricError {
-    #[error("no rows to score")]
-    Empty,
-    #[error("{what}: {left} values vs {right}")]
-    LengthMismatch {
-        what: &'static str,
-        left: usize,
-        right: usize,
-    },
-    #[error("{0}")]
-    Invalid(String),
-}
+use crate::ModelError;
 
-type Result<T> = std::result::Result<T, MetricError>;
+type Result<T> = std::result::Result<T, ModelError>;
 
 fn same_len(what: &'static str, a: usize, b: usize) -> Result<()> {
     if a == 0 {
-        return Err(MetricError::Empty);
+        return Err(ModelError::Empty);
     }
     if a != b {
-        return Err(MetricError::LengthMismatch {
+        return Err(ModelError::LengthMismatch {
             what,
             left: a,
             right: b,
@@ -97,7 +84,7 @@ pub fn r2(y: &[f64], p: &[f64]) -> Result<f64> {
 pub fn rmsle(y: &[f64], p: &[f64]) -> Result<f64> {
     same_len("targets vs predictions", y.len(), p.len())?;
     if y.iter().chain(p).any(|v| *v <= -1.0) {
-        return Err(MetricError::Invalid(
+        return Err(ModelError::Invalid(
             "RMSLE is undefined for values at or below -1".into(),
         ));
     }
@@ -195,7 +182,7 @@ pub fn class_scores(y: &[usize], pred: &[usize]) -> Result<ClassScores> {
 fn binary_curve(y: &[bool], score: &[f64]) -> Result<Vec<(f64, f64)>> {
     same_len("labels vs scores", y.len(), score.len())?;
     if score.iter().any(|s| s.is_nan()) {
-        return Err(MetricError::Invalid("scores contain NaN".into()));
+        return Err(ModelError::Invalid("scores contain NaN".into()));
     }
     let mut order: Vec<usize> = (0..y.len()).collect();
     order.sort_by(|&a, &b| score[b].total_cmp(&score[a]));
@@ -255,14 +242,14 @@ pub fn average_precision(y: &[bool], score: &[f64]) -> Result<Option<f64>> {
 fn check_probabilities(n: usize, k: usize, probs: &[f64]) -> Result<()> {
     same_len("labels × classes vs probabilities", n * k, probs.len())?;
     if probs.iter().any(|p| !(0.0..=1.0).contains(p)) {
-        return Err(MetricError::Invalid(
+        return Err(ModelError::Invalid(
             "probabilities must be between 0 and 1".into(),
         ));
     }
     for (r, row) in probs.chunks(k).enumerate() {
         let s: f64 = row.iter().sum();
         if (s - 1.0).abs() > 1e-6 {
-            return Err(MetricError::Invalid(format!(
+            return Err(ModelError::Invalid(format!(
                 "probabilities of row {r} sum to {s}, not 1"
             )));
         }
@@ -295,7 +282,7 @@ pub fn log_loss(y: &[usize], probs: &[f64], k: usize) -> Result<f64> {
     for (label, row) in y.iter().zip(probs.chunks(k)) {
         let p = row
             .get(*label)
-            .ok_or_else(|| MetricError::Invalid(format!("label {label} is not below {k}")))?;
+            .ok_or_else(|| ModelError::Invalid(format!("label {label} is not below {k}")))?;
         total -= p.clamp(eps, 1.0 - eps).ln();
     }
     Ok(total / y.len() as f64)
@@ -338,10 +325,10 @@ pub struct CalibrationCurve {
 pub fn calibration_curve(y: &[bool], p: &[f64], bins: usize) -> Result<CalibrationCurve> {
     same_len("labels vs probabilities", y.len(), p.len())?;
     if bins == 0 {
-        return Err(MetricError::Invalid("at least one bin is needed".into()));
+        return Err(ModelError::Invalid("at least one bin is needed".into()));
     }
     if p.iter().any(|q| !(0.0..=1.0).contains(q)) {
-        return Err(MetricError::Invalid(
+        return Err(ModelError::Invalid(
             "probabilities must be between 0 and 1".into(),
         ));
     }
@@ -392,9 +379,9 @@ mod tests {
         );
         assert!(matches!(
             accuracy(&[1], &[1, 2]),
-            Err(MetricError::LengthMismatch { .. })
+            Err(ModelError::LengthMismatch { .. })
         ));
-        assert_eq!(accuracy(&[], &[]), Err(MetricError::Empty));
+        assert_eq!(accuracy(&[], &[]), Err(ModelError::Empty));
         assert!(log_loss(&[0], &[0.5, 0.6], 2).is_err());
     }
 }
