@@ -4,13 +4,15 @@
 //! ever point down: the column types of a [`schema::Schema`], the [`names`] rule every dataset and
 //! model name obeys, content ids ([`id::ContentId`]), the `kiln.toml` [`config`], the parsing of
 //! cell values shared by ingest and serving ([`value`]), and the mergeable [`profile`] format
-//! that data snapshots write and monitoring compares against.
+//! that data snapshots write and monitoring compares against, and the normalized Arrow
+//! representation of each feature type ([`table`]) that snapshots, training and serving share.
 
 pub mod config;
 pub mod id;
 pub mod names;
 pub mod profile;
 pub mod schema;
+pub mod table;
 pub mod value;
 
 /// Kiln's version, recorded with everything Kiln writes.

@@ -46,9 +46,9 @@ use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
 use crate::snapshot::snapshot_id;
-use crate::table::{UTC_TZ, arrow_schema, cell_text, feature_type_of};
 use crate::validate::{Rules, ValidationReport, Violation, show_value};
 use crate::{DataError, Result};
+use kiln_core::table::{UTC_TZ, arrow_schema, cell_text, feature_type_of};
 
 /// What `kiln data add` was asked to do.
 #[derive(Clone, Debug)]
@@ -1128,7 +1128,10 @@ fn strip_timezone(array: &ArrayRef) -> Result<ArrayRef> {
 /// A dictionary of strings as Kiln's categorical type: Int32 keys, Utf8 values, and the
 /// entries that spell a missing value (``, `NA`, ...) turned into nulls as in CSV.
 fn normalize_dictionary(array: &ArrayRef) -> Result<ArrayRef> {
-    let d = arrow_cast::cast(array, &crate::table::arrow_type(FeatureType::Categorical))?;
+    let d = arrow_cast::cast(
+        array,
+        &kiln_core::table::arrow_type(FeatureType::Categorical),
+    )?;
     let dict = d.as_dictionary::<Int32Type>();
     let values = dict.values().as_string::<i32>();
     let null_entry: Vec<bool> = (0..values.len())

@@ -5,7 +5,6 @@
 //!   then stores the result as a content-addressed snapshot part with its profile.
 //! * [`snapshot`]: reading snapshots back (export, diff, later training), resolving `NAME@VER`.
 //! * [`diff`]: what changed between two versions.
-//! * [`table`]: the normalized Arrow types every snapshot uses, one per Kiln feature type.
 //!
 //! Invariants: a rejected file stores nothing (artifacts and metadata untouched); artifacts are
 //! written before the metadata row that names them, so a crash leaves at worst an unreferenced
@@ -14,7 +13,6 @@
 pub mod diff;
 pub mod ingest;
 pub mod snapshot;
-pub mod table;
 pub mod validate;
 
 use std::path::PathBuf;

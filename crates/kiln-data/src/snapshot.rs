@@ -20,8 +20,8 @@ use parquet::basic::Compression;
 use parquet::file::properties::WriterProperties;
 use serde::Serialize;
 
-use crate::table::{arrow_schema, cell_text};
 use crate::{DataError, Result};
+use kiln_core::table::{arrow_schema, cell_text};
 
 /// The id of a snapshot with these parts and schema.
 pub fn snapshot_id(schema: &Schema, parts: &[PartRef]) -> ContentId {

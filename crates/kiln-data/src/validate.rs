@@ -17,7 +17,7 @@ use kiln_core::schema::{FeatureType, Schema};
 use regex::Regex;
 use serde::Serialize;
 
-use crate::table::format_number;
+use kiln_core::table::format_number;
 
 /// One broken expectation.
 #[derive(Clone, Debug, Serialize)]
@@ -277,7 +277,7 @@ impl Rules {
                     if let Some(key) = unique_key(array, rule.ftype, i)
                         && !seen.insert(key)
                     {
-                        let shown = crate::table::cell_text(array, rule.ftype, i);
+                        let shown = kiln_core::table::cell_text(array, rule.ftype, i);
                         fail(
                             i,
                             show_value(&shown),

@@ -5,12 +5,12 @@
 
 use std::sync::Arc;
 
+use crate::schema::{FeatureType, Schema};
+use crate::value::{format_days, format_timestamp};
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef};
 use arrow_schema::{DataType, Field, Schema as ArrowSchema, TimeUnit};
-use kiln_core::schema::{FeatureType, Schema};
-use kiln_core::value::{format_days, format_timestamp};
 
 /// The time zone of stored timestamps: UTC, spelled as an offset so Arrow needs no zone
 /// database to read it.
