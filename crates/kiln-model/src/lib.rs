@@ -5,6 +5,7 @@
 //! committed script beside them). The feature pipeline, learners, evaluation and the one-file
 //! model artifact join this crate with the training stage.
 
+pub mod features;
 pub mod metrics;
 pub mod split;
 

@@ -1,0 +1,615 @@
+//! The feature pipeline: learned from the training rows, shipped inside the model, and applied
+//! by one function ([`FeaturePipeline::transform`]) wherever rows are scored.
+//!
+//! Training, batch scoring and serving all hand it normalized Arrow batches (see
+//! [`kiln_core::table`]), so a row gets bit-identical features on every path.
+//!
+//! What each column becomes depends on the learner family:
+//!
+//! | column | trees | linear |
+//! | --- | --- | --- |
+//! | numeric | the value; missing stays NaN (trees route it) | median-imputed, plus a missing-indicator column when training had gaps |
+//! | categorical | the category's rank by mean target on the training rows; unknown or missing → NaN | one-hot of the (at most 50) most frequent training categories; unknown or missing → all zeros |
+//! | boolean | 0/1, missing NaN | 0/1, missing → the training mode |
+//! | date, timestamp | hour (timestamps), day of week (Monday = 0), month, day of year, is-weekend | the same, missing → the training median of each part |
+//! | text, target, time column, excluded | dropped | dropped |
+//!
+//! Categories unseen in training are counted per column in [`Transformed::unknown`], so
+//! serving and monitoring can flag them instead of silently predicting on NaN.
+
+use std::collections::HashMap;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, TimestampMicrosecondType};
+use arrow_array::{Array, ArrayRef, RecordBatch};
+use chrono::{Datelike, NaiveDate};
+use kiln_core::schema::{FeatureType, Schema};
+use serde::{Deserialize, Serialize};
+
+use crate::ModelError;
+
+/// Learners that want features prepared differently.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Family {
+    Trees,
+    Linear,
+}
+
+/// One-hot encodings keep at most this many categories per column.
+pub const MAX_ONE_HOT: usize = 50;
+
+/// What the pipeline does with one input column.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "kind", rename_all = "snake_case")]
+pub enum ColumnTransform {
+    Numeric {
+        /// For linear models: the value that replaces a missing one.
+        impute: Option<f64>,
+        missing_indicator: bool,
+    },
+    /// Trees: each known category's code (rank by mean target, ties by name).
+    Ordinal {
+        codes: Vec<(String, f64)>,
+    },
+    /// Linear: one output column per category.
+    OneHot {
+        categories: Vec<String>,
+    },
+    Boolean {
+        impute: Option<f64>,
+    },
+    Temporal {
+        timestamp: bool,
+        /// Medians of hour, day of week, month, day of year, is-weekend (linear only).
+        impute: Option<[f64; 5]>,
+    },
+    Dropped {
+        reason: String,
+    },
+}
+
+/// One input column and its transform.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PipelineColumn {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub ftype: FeatureType,
+    pub transform: ColumnTransform,
+}
+
+/// The fitted pipeline.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct FeaturePipeline {
+    pub family: Family,
+    pub columns: Vec<PipelineColumn>,
+    /// Names of the output features, in matrix column order.
+    pub features: Vec<String>,
+}
+
+/// A feature matrix, column-major (feature `j` of row `i` is `data[j * rows + i]`).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Transformed {
+    pub data: Vec<f64>,
+    pub rows: usize,
+    pub features: usize,
+    /// (column, rows whose category was not seen in training).
+    pub unknown: Vec<(String, usize)>,
+}
+
+impl Transformed {
+    pub fn get(&self, row: usize, feature: usize) -> f64 {
+        self.data[feature * self.rows + row]
+    }
+}
+
+/// What to leave out when fitting.
+#[derive(Debug, Clone, Default)]
+pub struct FitOptions {
+    pub target: String,
+    pub time_column: Option<String>,
+    /// Columns that must never be features (e.g. leaks of the target).
+    pub exclude: Vec<String>,
+}
+
+const TEMPORAL_PARTS: [&str; 5] = ["hour", "day_of_week", "month", "day_of_year", "is_weekend"];
+
+/// Hour, day of week (Monday = 0), month, day of year, is-weekend of a day (and hour).
+fn date_parts(days: i64, hour: f64) -> [f64; 5] {
+    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
+    let d = epoch + chrono::Duration::days(days);
+    let dow = d.weekday().num_days_from_monday() as f64;
+    [
+        hour,
+        dow,
+        d.month() as f64,
+        d.ordinal() as f64,
+        if dow >= 5.0 { 1.0 } else { 0.0 },
+    ]
+}
+
+/// The temporal parts of row `i`, `None` when missing.
+fn temporal_at(array: &ArrayRef, timestamp: bool, i: usize) -> Option<[f64; 5]> {
+    if array.is_null(i) {
+        return None;
+    }
+    Some(if timestamp {
+        let micros = array.as_primitive::<TimestampMicrosecondType>().value(i);
+        let secs = micros.div_euclid(1_000_000);
+        date_parts(
+            secs.div_euclid(86_400),
+            (secs.rem_euclid(86_400) / 3600) as f64,
+        )
+    } else {
+        date_parts(array.as_primitive::<Date32Type>().value(i) as i64, 0.0)
+    })
+}
+
+/// The string of a categorical cell, `None` when missing.
+fn category_at(array: &ArrayRef, i: usize) -> Option<&str> {
+    if array.is_null(i) {
+        return None;
+    }
+    let dict = array.as_dictionary::<Int32Type>();
+    let k = dict.keys().value(i) as usize;
+    Some(dict.values().as_string::<i32>().value(k))
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
+    if v.is_empty() {
+        return None;
+    }
+    v.sort_by(f64::total_cmp);
+    let n = v.len();
+    Some(if n % 2 == 1 {
+        v[n / 2]
+    } else {
+        (v[n / 2 - 1] + v[n / 2]) / 2.0
+    })
+}
+
+fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ModelError> {
+    batch
+        .column_by_name(name)
+        .ok_or_else(|| ModelError::Invalid(format!("column `{name}` is missing")))
+}
+
+impl FeaturePipeline {
+    /// Learns the pipeline from training rows (`batch`, in the normalized representation) and
+    /// their numeric target (class index for classifiers).
+    pub fn fit(
+        schema: &Schema,
+        batch: &RecordBatch,
+        target: &[f64],
+        family: Family,
+        opts: &FitOptions,
+    ) -> Result<Self, ModelError> {
+        if batch.num_rows() == 0 {
+            return Err(ModelError::Empty);
+        }
+        if target.len() != batch.num_rows() {
+            return Err(ModelError::LengthMismatch {
+                what: "rows vs target values",
+                left: batch.num_rows(),
+                right: target.len(),
+            });
+        }
+        let mut columns = Vec::new();
+        for col in &schema.columns {
+            let dropped = |reason: &str| ColumnTransform::Dropped {
+                reason: reason.to_owned(),
+            };
+            let transform = if col.name == opts.target {
+                dropped("target")
+            } else if opts.time_column.as_deref() == Some(col.name.as_str()) {
+                dropped("time column (orders rows; its parts would not generalize to the future)")
+            } else if opts.exclude.contains(&col.name) {
+                dropped("excluded")
+            } else {
+                let array = column(batch, &col.name)?;
+                fit_column(col.ftype, array, target, family)
+            };
+            columns.push(PipelineColumn {
+                name: col.name.clone(),
+                ftype: col.ftype,
+                transform,
+            });
+        }
+        let features = columns.iter().flat_map(output_names).collect();
+        Ok(Self {
+            family,
+            columns,
+            features,
+        })
+    }
+
+    /// Turns rows into the feature matrix. The one code path of every scoring route.
+    pub fn transform(&self, batch: &RecordBatch) -> Result<Transformed, ModelError> {
+        let rows = batch.num_rows();
+        let mut data = Vec::with_capacity(rows * self.features.len());
+        let mut unknown = Vec::new();
+        for col in &self.columns {
+            if matches!(col.transform, ColumnTransform::Dropped { .. }) {
+                continue;
+            }
+            let array = column(batch, &col.name)?;
+            let expected = kiln_core::table::arrow_type(col.ftype);
+            if array.data_type() != &expected {
+                return Err(ModelError::Invalid(format!(
+                    "column `{}` is {}, the model expects {}",
+                    col.name,
+                    array.data_type(),
+                    expected
+                )));
+            }
+            let mut unseen = 0usize;
+            match &col.transform {
+                ColumnTransform::Numeric {
+                    impute,
+                    missing_indicator,
+                } => {
+                    let a = array.as_primitive::<Float64Type>();
+                    for i in 0..rows {
+                        data.push(if a.is_null(i) {
+                            impute.unwrap_or(f64::NAN)
+                        } else {
+                            a.value(i)
+                        });
+                    }
+                    if *missing_indicator {
+                        data.extend((0..rows).map(|i| f64::from(u8::from(a.is_null(i)))));
+                    }
+                }
+                ColumnTransform::Ordinal { codes } => {
+                    let lookup: HashMap<&str, f64> =
+                        codes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                    for i in 0..rows {
+                        data.push(match category_at(array, i) {
+                            None => f64::NAN,
+                            Some(c) => match lookup.get(c) {
+                                Some(v) => *v,
+                                None => {
+                                    unseen += 1;
+                                    f64::NAN
+                                }
+                            },
+                        });
+                    }
+                }
+                ColumnTransform::OneHot { categories } => {
+                    let index: HashMap<&str, usize> = categories
+                        .iter()
+                        .enumerate()
+                        .map(|(j, c)| (c.as_str(), j))
+                        .collect();
+                    let start = data.len();
+                    data.resize(start + rows * categories.len(), 0.0);
+                    for i in 0..rows {
+                        if let Some(c) = category_at(array, i) {
+                            match index.get(c) {
+                                Some(j) => data[start + j * rows + i] = 1.0,
+                                None => unseen += 1,
+                            }
+                        }
+                    }
+                }
+                ColumnTransform::Boolean { impute } => {
+                    let a = array.as_boolean();
+                    for i in 0..rows {
+                        data.push(if a.is_null(i) {
+                            impute.unwrap_or(f64::NAN)
+                        } else {
+                            f64::from(u8::from(a.value(i)))
+                        });
+                    }
+                }
+                ColumnTransform::Temporal { timestamp, impute } => {
+                    let parts: Vec<Option<[f64; 5]>> = (0..rows)
+                        .map(|i| temporal_at(array, *timestamp, i))
+                        .collect();
+                    for (p, _) in TEMPORAL_PARTS.iter().enumerate() {
+                        if p == 0 && !timestamp {
+                            continue;
+                        }
+                        for v in &parts {
+                            data.push(match v {
+                                Some(v) => v[p],
+                                None => impute.map_or(f64::NAN, |m| m[p]),
+                            });
+                        }
+                    }
+                }
+                ColumnTransform::Dropped { .. } => {}
+            }
+            if unseen > 0 {
+                unknown.push((col.name.clone(), unseen));
+            }
+        }
+        debug_assert_eq!(data.len(), rows * self.features.len());
+        Ok(Transformed {
+            data,
+            rows,
+            features: self.features.len(),
+            unknown,
+        })
+    }
+}
+
+fn output_names(c: &PipelineColumn) -> Vec<String> {
+    match &c.transform {
+        ColumnTransform::Numeric {
+            missing_indicator, ..
+        } => {
+            let mut v = vec![c.name.clone()];
+            if *missing_indicator {
+                v.push(format!("{}__missing", c.name));
+            }
+            v
+        }
+        ColumnTransform::Ordinal { .. } | ColumnTransform::Boolean { .. } => vec![c.name.clone()],
+        ColumnTransform::OneHot { categories } => categories
+            .iter()
+            .map(|k| format!("{}={k}", c.name))
+            .collect(),
+        ColumnTransform::Temporal { timestamp, .. } => TEMPORAL_PARTS
+            .iter()
+            .enumerate()
+            .filter(|(p, _)| *p > 0 || *timestamp)
+            .map(|(_, part)| format!("{}__{part}", c.name))
+            .collect(),
+        ColumnTransform::Dropped { .. } => Vec::new(),
+    }
+}
+
+fn fit_column(
+    ftype: FeatureType,
+    array: &ArrayRef,
+    target: &[f64],
+    family: Family,
+) -> ColumnTransform {
+    let rows = array.len();
+    match ftype {
+        FeatureType::Numeric => {
+            let a = array.as_primitive::<Float64Type>();
+            let has_missing = a.null_count() > 0;
+            match family {
+                Family::Trees => ColumnTransform::Numeric {
+                    impute: None,
+                    missing_indicator: false,
+                },
+                Family::Linear => ColumnTransform::Numeric {
+                    impute: Some(median(a.iter().flatten().collect()).unwrap_or(0.0)),
+                    missing_indicator: has_missing,
+                },
+            }
+        }
+        FeatureType::Categorical => {
+            // (sum of target, count) per category, in a deterministic order.
+            let mut stats: std::collections::BTreeMap<&str, (f64, usize)> = Default::default();
+            for (i, y) in target.iter().enumerate().take(rows) {
+                if let Some(c) = category_at(array, i) {
+                    let e = stats.entry(c).or_insert((0.0, 0));
+                    e.0 += y;
+                    e.1 += 1;
+                }
+            }
+            match family {
+                Family::Trees => {
+                    let mut by_mean: Vec<(&str, f64)> = stats
+                        .iter()
+                        .map(|(k, (s, n))| (*k, s / *n as f64))
+                        .collect();
+                    by_mean.sort_by(|a, b| a.1.total_cmp(&b.1).then(a.0.cmp(b.0)));
+                    ColumnTransform::Ordinal {
+                        codes: by_mean
+                            .into_iter()
+                            .enumerate()
+                            .map(|(rank, (k, _))| (k.to_owned(), rank as f64))
+                            .collect(),
+                    }
+                }
+                Family::Linear => {
+                    let mut by_count: Vec<(&str, usize)> =
+                        stats.iter().map(|(k, (_, n))| (*k, *n)).collect();
+                    by_count.sort_by(|a, b| b.1.cmp(&a.1).then(a.0.cmp(b.0)));
+                    by_count.truncate(MAX_ONE_HOT);
+                    let mut categories: Vec<String> =
+                        by_count.into_iter().map(|(k, _)| k.to_owned()).collect();
+                    categories.sort();
+                    ColumnTransform::OneHot { categories }
+                }
+            }
+        }
+        FeatureType::Boolean => {
+            let a = array.as_boolean();
+            let trues = a.true_count();
+            let known = rows - a.null_count();
+            ColumnTransform::Boolean {
+                impute: match family {
+                    Family::Trees => None,
+                    Family::Linear => Some(f64::from(u8::from(trues * 2 > known))),
+                },
+            }
+        }
+        FeatureType::Timestamp | FeatureType::Date => {
+            let timestamp = ftype == FeatureType::Timestamp;
+            let impute = match family {
+                Family::Trees => None,
+                Family::Linear => {
+                    let parts: Vec<[f64; 5]> = (0..rows)
+                        .filter_map(|i| temporal_at(array, timestamp, i))
+                        .collect();
+                    let m = |p: usize| median(parts.iter().map(|v| v[p]).collect()).unwrap_or(0.0);
+                    Some([m(0), m(1), m(2), m(3), m(4)])
+                }
+            };
+            ColumnTransform::Temporal { timestamp, impute }
+        }
+        FeatureType::Text => ColumnTransform::Dropped {
+            reason: "free text is not a feature yet".into(),
+        },
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Arc;
+
+    use arrow_array::builder::{Float64Builder, StringDictionaryBuilder};
+    use arrow_array::{Date32Array, Float64Array};
+    use kiln_core::schema::Column;
+
+    use super::*;
+
+    fn batch(
+        cats: &[Option<&str>],
+        nums: &[Option<f64>],
+        days: &[Option<i32>],
+        y: &[f64],
+    ) -> (Schema, RecordBatch) {
+        let schema = Schema::new(vec![
+            Column {
+                name: "c".into(),
+                ftype: FeatureType::Categorical,
+            },
+            Column {
+                name: "x".into(),
+                ftype: FeatureType::Numeric,
+            },
+            Column {
+                name: "d".into(),
+                ftype: FeatureType::Date,
+            },
+            Column {
+                name: "y".into(),
+                ftype: FeatureType::Numeric,
+            },
+        ]);
+        let mut c = StringDictionaryBuilder::<Int32Type>::new();
+        for v in cats {
+            match v {
+                Some(s) => c.append_value(s),
+                None => c.append_null(),
+            }
+        }
+        let mut x = Float64Builder::new();
+        for v in nums {
+            x.append_option(*v);
+        }
+        let arrays: Vec<ArrayRef> = vec![
+            Arc::new(c.finish()),
+            Arc::new(x.finish()),
+            Arc::new(Date32Array::from(days.to_vec())),
+            Arc::new(Float64Array::from(y.to_vec())),
+        ];
+        let b = RecordBatch::try_new(kiln_core::table::arrow_schema(&schema), arrays).unwrap();
+        (schema, b)
+    }
+
+    fn opts() -> FitOptions {
+        FitOptions {
+            target: "y".into(),
+            time_column: None,
+            exclude: vec![],
+        }
+    }
+
+    #[test]
+    fn trees_rank_categories_by_mean_target_and_flag_unknown_ones() {
+        let y = [10.0, 1.0, 5.0, 12.0];
+        // Day 14975 is Saturday 2011-01-01; day 15034 is Tuesday 2011-03-01.
+        let (schema, b) = batch(
+            &[Some("hi"), Some("lo"), Some("mid"), Some("hi")],
+            &[Some(1.0), None, Some(3.0), Some(4.0)],
+            &[Some(14975), Some(14976), None, Some(15034)],
+            &y,
+        );
+        let p = FeaturePipeline::fit(&schema, &b, &y, Family::Trees, &opts()).unwrap();
+        assert_eq!(
+            p.features,
+            [
+                "c",
+                "x",
+                "d__day_of_week",
+                "d__month",
+                "d__day_of_year",
+                "d__is_weekend"
+            ]
+        );
+        let t = p.transform(&b).unwrap();
+        assert_eq!((t.get(0, 0), t.get(1, 0), t.get(2, 0)), (2.0, 0.0, 1.0));
+        assert!(t.get(1, 1).is_nan(), "trees keep missing numbers as NaN");
+        assert_eq!(
+            [t.get(0, 2), t.get(0, 3), t.get(0, 4), t.get(0, 5)],
+            [5.0, 1.0, 1.0, 1.0]
+        );
+        assert_eq!(
+            [t.get(3, 2), t.get(3, 3), t.get(3, 4), t.get(3, 5)],
+            [1.0, 3.0, 60.0, 0.0]
+        );
+
+        let (_, new) = batch(
+            &[Some("new"), None],
+            &[Some(1.0), Some(2.0)],
+            &[None, None],
+            &[0.0, 0.0],
+        );
+        let t = p.transform(&new).unwrap();
+        assert!(t.get(0, 0).is_nan() && t.get(1, 0).is_nan());
+        assert_eq!(t.unknown, vec![("c".to_owned(), 1)]);
+    }
+
+    #[test]
+    fn linear_imputes_one_hot_encodes_and_survives_json() {
+        let y = [1.0, 2.0, 3.0];
+        let (schema, b) = batch(
+            &[Some("a"), Some("b"), None],
+            &[Some(1.0), None, Some(5.0)],
+            &[Some(14975), None, Some(14977)],
+            &y,
+        );
+        let p = FeaturePipeline::fit(&schema, &b, &y, Family::Linear, &opts()).unwrap();
+        assert_eq!(&p.features[..4], ["c=a", "c=b", "x", "x__missing"]);
+        let t = p.transform(&b).unwrap();
+        assert_eq!(
+            [t.get(0, 0), t.get(0, 1), t.get(2, 0), t.get(2, 1)],
+            [1.0, 0.0, 0.0, 0.0]
+        );
+        assert_eq!(
+            (t.get(1, 2), t.get(1, 3)),
+            (3.0, 1.0),
+            "median of 1 and 5, flagged"
+        );
+        // Saturday (5) and Monday (0): a missing date gets their median day of week.
+        assert_eq!(t.get(1, 4), 2.5);
+
+        // The pipeline ships inside the model: a JSON round trip gives the same features.
+        let back: FeaturePipeline =
+            serde_json::from_str(&serde_json::to_string(&p).unwrap()).unwrap();
+        assert_eq!(back, p);
+        let again = back.transform(&b).unwrap();
+        assert_eq!(
+            again.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>(),
+            t.data.iter().map(|v| v.to_bits()).collect::<Vec<_>>()
+        );
+    }
+
+    #[test]
+    fn target_time_and_excluded_columns_are_never_features() {
+        let y = [1.0, 2.0];
+        let (schema, b) = batch(
+            &[Some("a"), Some("b")],
+            &[Some(1.0), Some(2.0)],
+            &[Some(1), Some(2)],
+            &y,
+        );
+        let o = FitOptions {
+            target: "y".into(),
+            time_column: Some("d".into()),
+            exclude: vec!["x".into()],
+        };
+        let p = FeaturePipeline::fit(&schema, &b, &y, Family::Trees, &o).unwrap();
+        assert_eq!(p.features, ["c"]);
+        assert!(FeaturePipeline::fit(&schema, &b, &[1.0], Family::Trees, &o).is_err());
+    }
+}
