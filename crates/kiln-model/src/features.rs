@@ -12,7 +12,10 @@
 //! | categorical | the category's rank by mean target on the training rows; unknown or missing → NaN | one-hot of the (at most 50) most frequent training categories; unknown or missing → all zeros |
 //! | boolean | 0/1, missing NaN | 0/1, missing → the training mode |
 //! | date, timestamp | hour (timestamps), day of week (Monday = 0), month, day of year, is-weekend | the same, missing → the training median of each part |
-//! | text, target, time column, excluded | dropped | dropped |
+//! | text, target, excluded | dropped | dropped |
+//!
+//! Dates never enter as raw values (which a model could only extrapolate); their calendar parts
+//! recur, so the time column contributes them like any other date.
 //!
 //! Categories unseen in training are counted per column in [`Transformed::unknown`], so
 //! serving and monitoring can flag them instead of silently predicting on NaN.
@@ -107,7 +110,6 @@ impl Transformed {
 #[derive(Debug, Clone, Default)]
 pub struct FitOptions {
     pub target: String,
-    pub time_column: Option<String>,
     /// Columns that must never be features (e.g. leaks of the target).
     pub exclude: Vec<String>,
 }
@@ -201,8 +203,6 @@ impl FeaturePipeline {
             };
             let transform = if col.name == opts.target {
                 dropped("target")
-            } else if opts.time_column.as_deref() == Some(col.name.as_str()) {
-                dropped("time column (orders rows; its parts would not generalize to the future)")
             } else if opts.exclude.contains(&col.name) {
                 dropped("excluded")
             } else {
@@ -509,7 +509,6 @@ mod tests {
     fn opts() -> FitOptions {
         FitOptions {
             target: "y".into(),
-            time_column: None,
             exclude: vec![],
         }
     }
@@ -595,7 +594,7 @@ mod tests {
     }
 
     #[test]
-    fn target_time_and_excluded_columns_are_never_features() {
+    fn target_and_excluded_columns_are_never_features_dates_only_by_their_parts() {
         let y = [1.0, 2.0];
         let (schema, b) = batch(
             &[Some("a"), Some("b")],
@@ -605,11 +604,19 @@ mod tests {
         );
         let o = FitOptions {
             target: "y".into(),
-            time_column: Some("d".into()),
             exclude: vec!["x".into()],
         };
         let p = FeaturePipeline::fit(&schema, &b, &y, Family::Trees, &o).unwrap();
-        assert_eq!(p.features, ["c"]);
+        assert_eq!(
+            p.features,
+            [
+                "c",
+                "d__day_of_week",
+                "d__month",
+                "d__day_of_year",
+                "d__is_weekend"
+            ]
+        );
         assert!(FeaturePipeline::fit(&schema, &b, &[1.0], Family::Trees, &o).is_err());
     }
 }
