@@ -36,6 +36,7 @@ struct Cli {
 
 /// Options every command accepts.
 #[derive(Args, Debug, Clone)]
+#[command(next_help_heading = "Global options")]
 pub struct GlobalArgs {
     /// Kiln's home folder (database, artifacts, scratch) [default: from kiln.toml, else ./.kiln]
     #[arg(long, global = true, env = "KILN_HOME", value_name = "DIR")]
