@@ -441,7 +441,8 @@ impl IngestJob {
         let mut reader_report = self.new_report();
         let path_owned = path.clone();
         let ncols = names.len();
-        let result = std::thread::scope(|scope| {
+        let mut checker = Checker::new(self, &schema)?;
+        let (rows_read, files) = std::thread::scope(|scope| {
             let reader_report = &mut reader_report;
             let parser = scope.spawn(move || -> u64 {
                 let mut row = 0u64;
@@ -512,7 +513,6 @@ impl IngestJob {
                     }
                 }
             });
-            let mut checker = Checker::new(self, &schema)?;
             let written = self.write_part(
                 &schema,
                 rx.into_iter().map(|c| c.and_then(|c| checker.check(c))),
@@ -520,30 +520,21 @@ impl IngestJob {
             let rows_read = parser
                 .join()
                 .map_err(|_| DataError::Io(std::io::Error::other("the parser thread panicked")))?;
-            let (file, quarantine) = written?;
-            let (report, profile, rows) = checker.finish();
-            Ok::<_, DataError>((
-                rows_read,
-                PartFile {
-                    file,
-                    rows,
-                    schema: schema.clone(),
-                    profile,
-                    report,
-                    source_hash: ContentId::of(b""),
-                    quarantine,
-                },
-            ))
+            Ok::<_, DataError>((rows_read, written?))
         })?;
-        let (rows_read, mut part) = result;
         // The whole file went through the hasher (the parser read to the end).
-        part.source_hash = match hasher.lock() {
+        let source_hash = match hasher.lock() {
             Ok(h) => ContentId::from_hash(h.finalize()),
             Err(_) => hash_path(path)?,
         };
-        part.report.rows_read = rows_read;
-        merge_reports(&mut part.report, &reader_report, self.max_shown);
-        self.finish_part(part)
+        self.assemble(
+            schema,
+            files,
+            checker,
+            source_hash,
+            rows_read,
+            &reader_report,
+        )
     }
 
     fn run_parquet(&self, progress: &dyn Progress) -> Result<PartFile> {
@@ -643,7 +634,7 @@ impl IngestJob {
         let mut reader_report = self.new_report();
         let schema_for_reader = schema.clone();
         let mut checker = Checker::new(self, &schema)?;
-        let (rows_read, part) = std::thread::scope(|scope| {
+        let (rows_read, files) = std::thread::scope(|scope| {
             let reader_report = &mut reader_report;
             let checker = &mut checker;
             let handle = scope.spawn(move || -> u64 {
@@ -678,24 +669,42 @@ impl IngestJob {
             let rows = handle
                 .join()
                 .map_err(|_| DataError::Io(std::io::Error::other("the reader thread panicked")))?;
-            let (file, quarantine) = written?;
-            Ok::<_, DataError>((rows, (file, quarantine)))
+            Ok::<_, DataError>((rows, written?))
         })?;
-        let (file, quarantine) = part;
-        let (report, profile, rows) = checker.finish();
-        let mut part = PartFile {
+        let source_hash = hash_path(path)?;
+        self.assemble(
+            schema,
+            files,
+            checker,
+            source_hash,
+            rows_read,
+            &reader_report,
+        )
+    }
+
+    /// Puts the written files, the checker's findings and the reader's together, then
+    /// applies the file-level rules and the policy.
+    fn assemble(
+        &self,
+        schema: Schema,
+        (file, quarantine): (tempfile::NamedTempFile, Option<tempfile::NamedTempFile>),
+        checker: Checker,
+        source_hash: ContentId,
+        rows_read: u64,
+        reader_report: &ValidationReport,
+    ) -> Result<PartFile> {
+        let (mut report, profile, rows) = checker.finish();
+        report.rows_read = rows_read;
+        merge_reports(&mut report, reader_report, self.max_shown);
+        self.finish_part(PartFile {
             file,
             rows,
-            schema: schema.clone(),
+            schema,
             profile,
             report,
-            source_hash: ContentId::of(b""),
+            source_hash,
             quarantine,
-        };
-        part.source_hash = hash_path(path)?;
-        part.report.rows_read = rows_read;
-        merge_reports(&mut part.report, &reader_report, self.max_shown);
-        self.finish_part(part)
+        })
     }
 
     fn new_report(&self) -> ValidationReport {
