@@ -1,4 +1,5 @@
-//! Learners: gradient-boosted trees (forust-ml) and the trivial baseline every evaluation
+//! Learners: gradient-boosted trees (forust-ml), a linear/logistic baseline, and the trivial
+//! baseline every evaluation
 //! reports beside the model.
 //!
 //! forust-ml is pure Rust, handles missing values natively and trains quickly, but offers only
@@ -69,6 +70,16 @@ pub enum Fitted {
     },
     /// The mean target (regression) or the class shares of the training rows.
     Baseline { task: Task, values: Vec<f64> },
+    /// Ridge regression, or L2-regularized logistic regression (one-vs-rest for multiclass),
+    /// on standardized features.
+    Linear {
+        task: Task,
+        l2: f64,
+        /// Per feature: (mean, standard deviation) of the training rows.
+        scale: Vec<(f64, f64)>,
+        /// Per output (1, or one per class): intercept then one weight per feature.
+        weights: Vec<Vec<f64>>,
+    },
 }
 
 /// Predictions for a batch of rows.
@@ -210,9 +221,63 @@ impl Fitted {
         Ok(Fitted::Baseline { task, values })
     }
 
+    /// Fits the linear baseline: ridge regression for regression tasks, logistic regression
+    /// (Newton's method) for classification. Features are standardized on the training rows;
+    /// missing values (which the linear pipeline imputes) count as the mean.
+    pub fn fit_linear(task: Task, l2: f64, x: &Transformed, y: &[f64]) -> Result<Self, ModelError> {
+        if x.rows == 0 {
+            return Err(ModelError::Empty);
+        }
+        if y.len() != x.rows {
+            return Err(ModelError::LengthMismatch {
+                what: "rows vs target values",
+                left: x.rows,
+                right: y.len(),
+            });
+        }
+        check_target(task, y)?;
+        let scale: Vec<(f64, f64)> = (0..x.features)
+            .map(|j| {
+                let col = &x.data[j * x.rows..(j + 1) * x.rows];
+                let known: Vec<f64> = col.iter().copied().filter(|v| v.is_finite()).collect();
+                let n = known.len().max(1) as f64;
+                let mean = known.iter().sum::<f64>() / n;
+                let var = known.iter().map(|v| (v - mean) * (v - mean)).sum::<f64>() / n;
+                (mean, if var > 0.0 { var.sqrt() } else { 1.0 })
+            })
+            .collect();
+        let design = standardize(x, &scale);
+        let outputs: Vec<Vec<f64>> = match task {
+            Task::Regression => vec![y.to_vec()],
+            Task::Binary => vec![y.to_vec()],
+            Task::Multiclass { classes } => (0..classes)
+                .map(|c| {
+                    y.iter()
+                        .map(|v| f64::from(u8::from(*v as usize == c)))
+                        .collect()
+                })
+                .collect(),
+        };
+        let weights = outputs
+            .iter()
+            .map(|target| match task {
+                Task::Regression => ridge(&design, x.rows, x.features, target, l2),
+                _ => logistic(&design, x.rows, x.features, target, l2),
+            })
+            .collect::<Result<Vec<_>, _>>()?;
+        Ok(Fitted::Linear {
+            task,
+            l2,
+            scale,
+            weights,
+        })
+    }
+
     pub fn task(&self) -> Task {
         match self {
-            Fitted::Gbdt { task, .. } | Fitted::Baseline { task, .. } => *task,
+            Fitted::Gbdt { task, .. }
+            | Fitted::Baseline { task, .. }
+            | Fitted::Linear { task, .. } => *task,
         }
     }
 
@@ -221,6 +286,46 @@ impl Fitted {
     pub fn predict(&self, x: &Transformed) -> Predictions {
         let matrix = Matrix::new(&x.data, x.rows, x.features);
         match self {
+            Fitted::Linear {
+                task,
+                scale,
+                weights,
+                ..
+            } => {
+                let design = standardize(x, scale);
+                let score = |w: &[f64], i: usize| -> f64 {
+                    w[0] + (0..x.features)
+                        .map(|j| w[j + 1] * design[j * x.rows + i])
+                        .sum::<f64>()
+                };
+                match task {
+                    Task::Regression => {
+                        Predictions::Values((0..x.rows).map(|i| score(&weights[0], i)).collect())
+                    }
+                    Task::Binary => Predictions::Probabilities {
+                        classes: 2,
+                        data: (0..x.rows)
+                            .flat_map(|i| {
+                                let p = sigmoid(score(&weights[0], i));
+                                [1.0 - p, p]
+                            })
+                            .collect(),
+                    },
+                    Task::Multiclass { classes } => {
+                        let mut data = Vec::with_capacity(x.rows * classes);
+                        for i in 0..x.rows {
+                            let s: Vec<f64> =
+                                weights.iter().map(|w| sigmoid(score(w, i))).collect();
+                            let total: f64 = s.iter().sum();
+                            data.extend(s.iter().map(|v| v / total));
+                        }
+                        Predictions::Probabilities {
+                            classes: *classes,
+                            data,
+                        }
+                    }
+                }
+            }
             Fitted::Baseline { task, values } => match task {
                 Task::Regression => Predictions::Values(vec![values[0]; x.rows]),
                 _ => Predictions::Probabilities {
@@ -258,6 +363,153 @@ impl Fitted {
             },
         }
     }
+}
+
+/// Column-major standardized features; a missing value becomes 0 (the mean).
+fn standardize(x: &Transformed, scale: &[(f64, f64)]) -> Vec<f64> {
+    let mut out = Vec::with_capacity(x.data.len());
+    for (j, (mean, sd)) in scale.iter().enumerate() {
+        for v in &x.data[j * x.rows..(j + 1) * x.rows] {
+            out.push(if v.is_finite() { (v - mean) / sd } else { 0.0 });
+        }
+    }
+    out
+}
+
+/// Solves the symmetric positive definite system `a · w = b` (`a` is `n × n`, row-major) by
+/// Cholesky decomposition. Written here because the linear baseline needs nothing more, and a
+/// linear-algebra crate would cost far more build time than these lines.
+fn solve_spd(mut a: Vec<f64>, mut b: Vec<f64>, n: usize) -> Result<Vec<f64>, ModelError> {
+    for j in 0..n {
+        let mut d = a[j * n + j];
+        for k in 0..j {
+            d -= a[j * n + k] * a[j * n + k];
+        }
+        if d <= 0.0 || !d.is_finite() {
+            return Err(ModelError::Invalid(
+                "the linear system is singular: add regularization (l2)".into(),
+            ));
+        }
+        let d = d.sqrt();
+        a[j * n + j] = d;
+        for i in j + 1..n {
+            let mut s = a[i * n + j];
+            for k in 0..j {
+                s -= a[i * n + k] * a[j * n + k];
+            }
+            a[i * n + j] = s / d;
+        }
+    }
+    for i in 0..n {
+        let mut s = b[i];
+        for k in 0..i {
+            s -= a[i * n + k] * b[k];
+        }
+        b[i] = s / a[i * n + i];
+    }
+    for i in (0..n).rev() {
+        let mut s = b[i];
+        for k in i + 1..n {
+            s -= a[k * n + i] * b[k];
+        }
+        b[i] = s / a[i * n + i];
+    }
+    Ok(b)
+}
+
+/// The normal equations with an intercept column of ones, row weights `w` and an L2 penalty on
+/// every weight but the intercept: returns `(XᵀWX + λI, XᵀW r)`.
+fn normal_equations(
+    design: &[f64],
+    rows: usize,
+    features: usize,
+    w: &[f64],
+    r: &[f64],
+    l2: f64,
+) -> (Vec<f64>, Vec<f64>) {
+    let n = features + 1;
+    let col = |j: usize, i: usize| {
+        if j == 0 {
+            1.0
+        } else {
+            design[(j - 1) * rows + i]
+        }
+    };
+    let mut a = vec![0.0; n * n];
+    let mut b = vec![0.0; n];
+    for i in 0..rows {
+        for p in 0..n {
+            let xp = col(p, i) * w[i];
+            b[p] += xp * r[i];
+            for q in 0..=p {
+                a[p * n + q] += xp * col(q, i);
+            }
+        }
+    }
+    for p in 0..n {
+        for q in 0..p {
+            a[q * n + p] = a[p * n + q];
+        }
+        if p > 0 {
+            a[p * n + p] += l2;
+        }
+    }
+    (a, b)
+}
+
+fn ridge(
+    design: &[f64],
+    rows: usize,
+    features: usize,
+    y: &[f64],
+    l2: f64,
+) -> Result<Vec<f64>, ModelError> {
+    let ones = vec![1.0; rows];
+    let (a, b) = normal_equations(design, rows, features, &ones, y, l2);
+    solve_spd(a, b, features + 1)
+}
+
+/// L2-regularized logistic regression by Newton's method (iteratively reweighted least squares).
+fn logistic(
+    design: &[f64],
+    rows: usize,
+    features: usize,
+    y: &[f64],
+    l2: f64,
+) -> Result<Vec<f64>, ModelError> {
+    let n = features + 1;
+    let mut w = vec![0.0; n];
+    for _ in 0..50 {
+        let mut weight = Vec::with_capacity(rows);
+        let mut resid = Vec::with_capacity(rows);
+        for i in 0..rows {
+            let z = w[0]
+                + (0..features)
+                    .map(|j| w[j + 1] * design[j * rows + i])
+                    .sum::<f64>();
+            let p = sigmoid(z);
+            weight.push((p * (1.0 - p)).max(1e-9));
+            resid.push(y[i] - p);
+        }
+        // Newton step: (XᵀWX + λI) Δ = Xᵀ(y − p) − λw (the intercept unpenalized).
+        let ones = vec![1.0; rows];
+        let (mut a, _) = normal_equations(design, rows, features, &weight, &ones, l2);
+        let (_, mut g) = normal_equations(design, rows, features, &ones, &resid, 0.0);
+        for p in 1..n {
+            g[p] -= l2 * w[p];
+        }
+        // A tiny ridge on the intercept keeps separable data solvable.
+        a[0] += 1e-9;
+        let step = solve_spd(a, g, n)?;
+        let size: f64 = step.iter().map(|s| s.abs()).fold(0.0, f64::max);
+        for (wi, s) in w.iter_mut().zip(&step) {
+            *wi += s;
+        }
+        if size < 1e-10 {
+            break;
+        }
+    }
+    Ok(w)
 }
 
 #[cfg(test)]
@@ -361,6 +613,33 @@ mod tests {
         let truth: Vec<bool> = rv.iter().map(|r| r[0] > 0.5).collect();
         let pos: Vec<f64> = data.chunks(2).map(|r| r[1]).collect();
         assert!(metrics::roc_auc(&truth, &pos).unwrap().unwrap() > 0.99);
+    }
+
+    #[test]
+    fn linear_baseline_recovers_a_linear_truth() {
+        let (x, rows) = data(2000, 6);
+        let y: Vec<f64> = rows.iter().map(|r| 3.0 + 2.0 * r[0] - 5.0 * r[1]).collect();
+        let m = Fitted::fit_linear(Task::Regression, 1e-6, &x, &y).unwrap();
+        let (xv, rv) = data(500, 7);
+        let yv: Vec<f64> = rv.iter().map(|r| 3.0 + 2.0 * r[0] - 5.0 * r[1]).collect();
+        let Predictions::Values(p) = m.predict(&xv) else {
+            panic!()
+        };
+        assert!(metrics::rmse(&yv, &p).unwrap() < 1e-6);
+
+        let yb: Vec<f64> = rows
+            .iter()
+            .map(|r| f64::from(u8::from(r[0] - r[1] > 0.1)))
+            .collect();
+        let mb = Fitted::fit_linear(Task::Binary, 1.0, &x, &yb).unwrap();
+        let Predictions::Probabilities { data, .. } = mb.predict(&xv) else {
+            panic!()
+        };
+        let truth: Vec<bool> = rv.iter().map(|r| r[0] - r[1] > 0.1).collect();
+        let pos: Vec<f64> = data.chunks(2).map(|r| r[1]).collect();
+        assert!(metrics::roc_auc(&truth, &pos).unwrap().unwrap() > 0.995);
+        let back: Fitted = serde_json::from_str(&serde_json::to_string(&mb).unwrap()).unwrap();
+        assert_eq!(back.predict(&xv), mb.predict(&xv));
     }
 
     #[test]

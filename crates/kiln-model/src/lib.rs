@@ -2,7 +2,7 @@
 //!
 //! * [`split`]: time, stratified and k-fold splits (the time split never trains on the future).
 //! * [`features`]: the feature pipeline, fitted on training rows and shipped with the model.
-//! * [`learner`]: gradient-boosted trees (forust-ml) and the trivial baseline.
+//! * [`learner`]: gradient-boosted trees (forust-ml), the linear baseline and the trivial baseline.
 //! * [`metrics`]: every score Kiln reports, equal to scikit-learn's on the committed fixtures.
 //!
 //! Runs, the one-file model artifact, the registry and model cards build on these.
