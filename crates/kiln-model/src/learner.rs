@@ -1,6 +1,5 @@
 //! Learners: gradient-boosted trees (forust-ml), a linear/logistic baseline, and the trivial
-//! baseline every evaluation
-//! reports beside the model.
+//! baseline every evaluation reports beside the model.
 //!
 //! forust-ml is pure Rust, handles missing values natively and trains quickly, but offers only
 //! squared loss and log loss: multiclass problems are fitted one-vs-rest and the class scores
