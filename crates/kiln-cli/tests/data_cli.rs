@@ -156,7 +156,7 @@ fn gzip(bytes: &[u8]) -> Vec<u8> {
 }
 
 #[test]
-fn csv_gzip_and_parquet_ingest_to_the_same_rows() {
+fn csv_gzip_tsv_and_parquet_ingest_to_the_same_rows() {
     let p = Project::new();
     p.config(RULES);
     let csv = bikes_csv(&sample_rows());
@@ -222,6 +222,13 @@ fn csv_gzip_and_parquet_ingest_to_the_same_rows() {
     let s1 = p.ok(&["data", "show", "bikes", "--json"]).json();
     let s2 = p.ok(&["data", "show", "bikes2", "--json"]).json();
     assert_eq!(s1["profile"], s2["profile"]);
+
+    // Tab-separated (by extension) reads the same rows too.
+    p.write("bikes.tsv", csv.replace(',', "\t").as_bytes());
+    let t = p
+        .ok(&["data", "add", "bikes.tsv", "--dataset", "bikes", "--json"])
+        .json();
+    assert_eq!(t["version"]["snapshot_id"], a["version"]["snapshot_id"]);
 
     // CSV export reproduces the values.
     p.ok(&[
