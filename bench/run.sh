@@ -1,18 +1,19 @@
 #!/usr/bin/env bash
 # Kiln benchmarks: Kiln against the Python baselines, measured in the same run.
 #
-#   bench/run.sh [scenario...]        (default: ingest)
+#   bench/run.sh [scenario...]        (default: ingest; known: ingest, train)
 #
-# Runs setup.sh (venv with the pinned baselines) and fetch-data.sh (data from
-# the npm registry), then each scenario. A scenario is a shell function
+# Runs setup.sh (venv with the pinned baselines) and, for ingest,
+# fetch-data.sh (data from the npm registry), then each scenario. A scenario is a shell function
 # `scenario_NAME` below; it measures the baseline and Kiln alternately,
 # KILN_BENCH_REPEAT times each, takes medians, prints a Markdown table and
 # writes it to bench/results/NAME.md (git-ignored; copy into BENCHMARKS.md by
 # hand).
 #
 #   KILN_BIN               kiln binary (default ${CARGO_TARGET_DIR:-REPO/target}/release/kiln)
+#   KILN_TRAIN_BIN         train's Kiln side (default ${CARGO_TARGET_DIR:-REPO/target}/release/examples/bike_train)
 #   KILN_BENCH_REPEAT      runs per measurement, median taken (default 3)
-#   KILN_BENCH_PANDAS_ONLY 1 = measure only the Python baselines (no kiln needed)
+#   KILN_BENCH_PANDAS_ONLY 1 = measure only the Python baselines (no Kiln binary needed)
 #   KILN_BENCH_VENV, KILN_BENCH_DATA, KILN_BENCH_PYTHON, KILN_BENCH_CSV_BYTES:
 #                          see setup.sh and fetch-data.sh
 set -euo pipefail
@@ -44,6 +45,19 @@ resolve_kiln() {
   fi
 }
 
+# The `train` scenario's Kiln side: the bike_train example of kiln-model.
+resolve_train_bin() {
+  TRAIN_BIN=${KILN_TRAIN_BIN:-${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/examples/bike_train}
+  [[ $TRAIN_BIN == /* ]] || TRAIN_BIN=$PWD/$TRAIN_BIN
+  [[ $PANDAS_ONLY == 1 ]] && return
+  if [[ ! -f $TRAIN_BIN || ! -x $TRAIN_BIN ]]; then
+    die "bike_train example not found (or not executable) at $TRAIN_BIN
+  build it first:   (cd $REPO_DIR && cargo build --release -p kiln-model --example bike_train)
+  or point at one:  KILN_TRAIN_BIN=/path/to/bike_train bench/run.sh train
+  or skip Kiln:     KILN_BENCH_PANDAS_ONLY=1 bench/run.sh train   (baselines only)"
+  fi
+}
+
 # timed LOGNAME CMD...: run CMD once under /usr/bin/time -f '%e %M'. Sets
 # T_S (wall seconds), T_KIB (max RSS, KiB) and T_OUT (stdout); stderr goes to
 # the log. T_S comes from bash's EPOCHREALTIME around the call (1 ms
@@ -72,6 +86,30 @@ fmt() { awk "BEGIN { printf \"$1\", $2 }"; }
 
 thousands() { printf '%s' "$1" | sed -e ':a' -e 's/\B[0-9]\{3\}\>/,&/' -e 'ta'; }
 
+# json_fields WHAT JSON PATH...: the numbers at the dotted PATHs (e.g. hgb.rmse)
+# of the JSON object on the last line of JSON, space-separated on one line.
+# Fails, naming WHAT, if one is missing or not a number.
+json_fields() {
+  local what=$1 json=$2; shift 2
+  "$BENCH_PY" - "$json" "$@" <<'PY' || die "$what did not print the JSON expected: $json"
+import json, sys
+lines = sys.argv[1].strip().splitlines()
+try:
+    d = json.loads(lines[-1] if lines else "")
+except ValueError as e:
+    sys.exit(f"not JSON ({e})")
+values = []
+for path in sys.argv[2:]:
+    v = d
+    for key in path.split("."):
+        v = v.get(key) if isinstance(v, dict) else None
+    if isinstance(v, bool) or not isinstance(v, (int, float)):
+        sys.exit(f"{path} is not a number: {v!r}")
+    values.append(str(v))
+print(" ".join(values))
+PY
+}
+
 # row SCENARIO INPUT ROWS PANDAS_S KILN_S PANDAS_KIB KILN_KIB: one table line
 row() {
   local p_mib k_mib speedup memratio pandas_s kiln_s
@@ -92,24 +130,30 @@ row() {
 TABLE_HEADER='| scenario | input | rows | pandas s | kiln s | speed-up (×) | pandas peak MiB | kiln peak MiB | memory ratio |
 | --- | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
 
-# report NAME TABLE NOTES: print the table and write results/NAME.md
+# py_versions MODULE...: the interpreter's version and MODULE's, from the venv
+py_versions() {
+  "$BENCH_PY" - "$@" <<'PY'
+import importlib, sys
+names = {"scikit-learn": "sklearn"}
+print(sys.version.split()[0], *(f"{m} {importlib.import_module(names.get(m, m)).__version__}" for m in sys.argv[1:]))
+PY
+}
+
+# report NAME TABLE TEXT VERSIONS: print the table, TEXT (how it was measured,
+# notes), the date, commit and machine, then VERSIONS (Markdown list lines),
+# and write it all to results/NAME.md
 report() {
-  local name=$1 table=$2 notes=$3 kiln_version="not measured (KILN_BENCH_PANDAS_ONLY=1)"
-  [[ $PANDAS_ONLY == 1 ]] || kiln_version="$("$KILN" --version 2>/dev/null | head -n1 || true) ($KILN)"
+  local name=$1 table=$2 text=$3 versions=$4
   {
     echo "## $name"
     echo
     echo "$table"
     echo
-    echo "Median of $REPEAT run(s) each, pandas and Kiln alternating; wall time and peak RSS of the whole process"
-    echo "(\`/usr/bin/time -f '%e %M'\`, wall time read to the millisecond)."
-    echo "speed-up = pandas s ÷ kiln s, memory ratio = pandas peak ÷ kiln peak (above 1: Kiln is faster / smaller)."
-    [[ -z $notes ]] || printf '%s\n' "$notes"
+    printf '%s\n' "$text"
     echo
     echo "- date: $(date -u +%Y-%m-%dT%H:%MZ); repo: $(git -C "$REPO_DIR" rev-parse --short HEAD 2>/dev/null || echo 'no commit')"
     echo "- machine: $(nproc) cores ($(sed -n 's/^model name\s*: //p' /proc/cpuinfo | head -n1)), $(free -g | awk '/^Mem:/ { print $2 }') GiB RAM"
-    echo "- kiln: $kiln_version"
-    echo "- python: $("$BENCH_PY" -c 'import sys, pandas, pyarrow, numpy; print(sys.version.split()[0], "pandas", pandas.__version__, "pyarrow", pyarrow.__version__, "numpy", numpy.__version__)')"
+    printf '%s\n' "$versions"
   } >"$RESULTS_DIR/$name.md"
   echo
   cat "$RESULTS_DIR/$name.md"
@@ -148,11 +192,99 @@ scenario_ingest() {
       "$(median "${p_kib[@]}")" "$(median "${k_kib[@]:-0}")")
     notes+="- $input: pandas pipeline alone (read to snapshot, without interpreter start and imports) $(fmt '%.3f' "$(median "${p_pipe[@]}")") s"$'\n'
   done
-  report ingest "$table" "${notes%$'\n'}"
+  local kiln_version="not measured (KILN_BENCH_PANDAS_ONLY=1)"
+  [[ $PANDAS_ONLY == 1 ]] || kiln_version="$("$KILN" --version 2>/dev/null | head -n1 || true) ($KILN)"
+  report ingest "$table" "Median of $REPEAT run(s) each, pandas and Kiln alternating; wall time and peak RSS of the whole process
+(\`/usr/bin/time -f '%e %M'\`, wall time read to the millisecond).
+speed-up = pandas s ÷ kiln s, memory ratio = pandas peak ÷ kiln peak (above 1: Kiln is faster / smaller).
+${notes%$'\n'}" "- kiln: $kiln_version
+- python: $(py_versions pandas pyarrow numpy)"
 }
 
-# Later: scenario_train (LightGBM / scikit-learn), scenario_serve (FastAPI +
-# uvicorn), scenario_drift (Evidently), each with its bench/python/ baseline.
+# train_row MODEL RMSE FIT BEST_RMSE LIGHTGBM_FIT: one line of the train table
+train_row() {
+  printf '| %s | %s | %s | %s | %s |\n' "$1" "$(fmt '%.2f' "$2")" "$(fmt '%.3f' "$3")" \
+    "$(fmt '%.3f' "$2 / $4")" "$(fmt '%.2f' "$3 / ($5 > 0 ? $5 : 0.0001)")"
+}
+
+# train: Kiln's gradient-boosted trees (the bike_train example) against
+# LightGBM and scikit-learn's HistGradientBoostingRegressor with their defaults
+# (bench/python/train_bike.py) on the bike-rental data in the repo: same time
+# split, same features. Each side fits 3 times per run and reports its fastest
+# fit and its validation RMSE; the table shows the medians over the runs.
+scenario_train() {
+  local csv=$REPO_DIR/examples/bikeshare/data/bike-rental-dataset.csv.gz i fields table text versions
+  local rows_train rows_valid k_rows_train k_rows_valid rmse fit hgb_rmse hgb_fit
+  local -a l_rmse l_fit h_rmse h_fit p_s p_kib k_rmse k_fit k_s k_kib
+  [[ -f $csv ]] || die "bike-rental data missing: $csv (it is part of the repo)"
+  for ((i = 1; i <= REPEAT; i++)); do
+    log "train: run $i/$REPEAT LightGBM + HistGradientBoosting"
+    timed "train-python-$i" "$BENCH_PY" "$BENCH_DIR/python/train_bike.py" "$csv"
+    p_s+=("$T_S") p_kib+=("$T_KIB")
+    fields=$(json_fields train_bike.py "$T_OUT" lightgbm.rmse lightgbm.fit_seconds hgb.rmse hgb.fit_seconds rows_train rows_valid)
+    read -r rmse fit hgb_rmse hgb_fit rows_train rows_valid <<<"$fields"
+    l_rmse+=("$rmse") l_fit+=("$fit") h_rmse+=("$hgb_rmse") h_fit+=("$hgb_fit")
+    [[ $((rows_train + rows_valid)) == 17379 ]] ||
+      die "train_bike.py split $rows_train + $rows_valid rows, not the 17,379 of the file"
+    if [[ $PANDAS_ONLY != 1 ]]; then
+      log "train: run $i/$REPEAT kiln"
+      timed "train-kiln-$i" "$TRAIN_BIN" "$csv"
+      k_s+=("$T_S") k_kib+=("$T_KIB")
+      fields=$(json_fields bike_train "$T_OUT" rmse fit_seconds rows_train rows_valid)
+      read -r rmse fit k_rows_train k_rows_valid <<<"$fields"
+      k_rmse+=("$rmse") k_fit+=("$fit")
+      [[ $k_rows_train == "$rows_train" && $k_rows_valid == "$rows_valid" ]] ||
+        die "not the same split: bike_train has $k_rows_train train / $k_rows_valid validation rows, train_bike.py $rows_train / $rows_valid"
+    fi
+  done
+  log "train: LightGBM fits ${l_fit[*]} s, RMSE ${l_rmse[*]}; HGB fits ${h_fit[*]} s, RMSE ${h_rmse[*]}${k_fit:+; kiln fits ${k_fit[*]} s, RMSE ${k_rmse[*]}}"
+
+  local lr lf hr hf kr kf best best_name rmse_ratio fit_ratio rmse_met fit_met
+  lr=$(median "${l_rmse[@]}") lf=$(median "${l_fit[@]}")
+  hr=$(median "${h_rmse[@]}") hf=$(median "${h_fit[@]}")
+  if awk "BEGIN { exit !($lr <= $hr) }"; then best=$lr best_name=LightGBM; else best=$hr best_name=HistGradientBoosting; fi
+  table='| model | validation RMSE | fit s | RMSE ÷ best baseline RMSE | fit ÷ LightGBM fit |
+| --- | ---: | ---: | ---: | ---: |'
+  if [[ $PANDAS_ONLY == 1 ]]; then
+    table+=$'\n''| Kiln GBDT | — | — | — | — |'
+    rmse_met="not measured (KILN_BENCH_PANDAS_ONLY=1)" fit_met=$rmse_met
+  else
+    kr=$(median "${k_rmse[@]}") kf=$(median "${k_fit[@]}")
+    table+=$'\n'$(train_row "Kiln GBDT" "$kr" "$kf" "$best" "$lf")
+    # Judged on the ratios as printed.
+    rmse_ratio=$(fmt '%.3f' "$kr / $best") fit_ratio=$(fmt '%.2f' "$kf / ($lf > 0 ? $lf : 0.0001)")
+    rmse_met="$(awk "BEGIN { print ($rmse_ratio <= 1.02 ? \"**met**\" : \"**not met**\") }") (ratio $rmse_ratio)"
+    fit_met="$(awk "BEGIN { print ($fit_ratio <= 1.5 ? \"**met**\" : \"**not met**\") }") (ratio $fit_ratio)"
+  fi
+  table+=$'\n'$(train_row "LightGBM (defaults)" "$lr" "$lf" "$best" "$lf")
+  table+=$'\n'$(train_row "HistGradientBoosting (defaults)" "$hr" "$hf" "$best" "$lf")
+
+  text="Targets:
+- validation RMSE ≤ 1.02 × the better baseline's ($best_name, $(fmt '%.2f' "$best")): $rmse_met
+- fit time ≤ 1.5 × LightGBM's: $fit_met
+
+Median of $REPEAT run(s) each, the Python baselines and Kiln alternating. Data:
+\`examples/bikeshare/data/bike-rental-dataset.csv.gz\`, target \`cnt\` (\`casual\` and \`registered\` never used);
+train: dteday < 2012-07-01 ($(thousands "$rows_train") rows), validation: dteday ≥ 2012-07-01 ($(thousands "$rows_valid") rows).
+The same 14 features on both sides: season, hr, holiday, weekday, workingday, weathersit (categorical,
+missing kept missing), temp, atemp, hum, windspeed, and from dteday day_of_week, month, day_of_year, is_weekend.
+Each run fits every model 3 times: fit s is the fastest of the 3; the baselines' RMSE is the median of
+the 3 (HistGradientBoosting's defaults hold out a random 10% for early stopping, so its RMSE varies).
+fit s for the baselines: the \`fit\` call alone, on features prepared with pandas beforehand; for Kiln
+(\`bike_train\`): fitting its feature pipeline, transforming the rows and fitting the trees.
+- whole process (start, load, split, all fits and predictions; \`/usr/bin/time\`): Python with both libraries $(fmt '%.3f' "$(median "${p_s[@]}")") s, $(fmt '%.0f' "$(median "${p_kib[@]}") / 1024") MiB peak"
+  [[ $PANDAS_ONLY == 1 ]] ||
+    text+="; Kiln $(fmt '%.3f' "$(median "${k_s[@]}")") s, $(fmt '%.0f' "$(median "${k_kib[@]}") / 1024") MiB peak"
+
+  versions="- kiln: not measured (KILN_BENCH_PANDAS_ONLY=1)"
+  [[ $PANDAS_ONLY == 1 ]] ||
+    versions="- kiln: bike_train example ($TRAIN_BIN, built $(date -u -r "$TRAIN_BIN" +%Y-%m-%dT%H:%MZ))"
+  versions+=$'\n'"- python: $(py_versions pandas numpy lightgbm scikit-learn)"
+  report train "$table" "$text" "$versions"
+}
+
+# Later: scenario_serve (FastAPI + uvicorn), scenario_drift (Evidently), each
+# with its bench/python/ baseline.
 
 # ---------------------------------------------------------------- main
 
@@ -164,10 +296,18 @@ for s in "${scenarios[@]}"; do
 done
 [[ $REPEAT =~ ^[1-9][0-9]*$ ]] || die "KILN_BENCH_REPEAT must be a positive integer, not '$REPEAT'"
 [[ -x /usr/bin/time ]] || die "/usr/bin/time is missing (Debian: apt-get install time)"
-resolve_kiln
+# What each scenario needs, checked before the (slow) setup: its Kiln binary,
+# and for ingest the flights data (train uses the data in the repo).
+fetch=0
+for s in "${scenarios[@]}"; do
+  case $s in
+    ingest) resolve_kiln; fetch=1 ;;
+    train) resolve_train_bin ;;
+  esac
+done
 
 "$BENCH_DIR/setup.sh"
-"$BENCH_DIR/fetch-data.sh"
+[[ $fetch == 0 ]] || "$BENCH_DIR/fetch-data.sh"
 
 mkdir -p "$RESULTS_DIR" "$LOG_DIR"
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench.XXXXXX")
