@@ -4,9 +4,11 @@
 //! * [`features`]: the feature pipeline, fitted on training rows and shipped with the model.
 //! * [`learner`]: gradient-boosted trees (forust-ml), the linear baseline and the trivial baseline.
 //! * [`metrics`]: every score Kiln reports, equal to scikit-learn's on the committed fixtures.
+//! * [`artifact`]: the one-file model (pipeline, learner, baseline, reference, lineage).
 //!
-//! Runs, the one-file model artifact, the registry and model cards build on these.
+//! Runs, the registry and model cards build on these.
 
+pub mod artifact;
 pub mod features;
 pub mod learner;
 pub mod metrics;

@@ -58,3 +58,48 @@ fn trees_beat_the_baselines_and_meet_the_quality_bar() {
     assert!(gbdt_rmse <= 1.02 * 129.3, "trees {gbdt_rmse}");
     assert!(gbdt_rmse < ridge_rmse && ridge_rmse < mean_rmse);
 }
+
+#[test]
+fn retraining_on_the_same_rows_gives_a_byte_identical_artifact() {
+    use kiln_model::artifact::{FORMAT_VERSION, Lineage, ModelArtifact};
+
+    let bikes = bikes::load(bikes::BUNDLED).unwrap();
+    let (btr, ytr, _, _) = bikes.time_split().unwrap();
+    let train = || {
+        let opts = FitOptions {
+            target: "cnt".into(),
+            exclude: vec![],
+        };
+        let pipeline =
+            FeaturePipeline::fit(&bikes.schema, &btr, &ytr, Family::Trees, &opts).unwrap();
+        let x = pipeline.transform(&btr).unwrap();
+        let params = GbdtParams::default();
+        let model = Fitted::fit_gbdt(Task::Regression, &params, &x, &ytr).unwrap();
+        ModelArtifact {
+            format_version: FORMAT_VERSION,
+            task: Task::Regression,
+            target: "cnt".into(),
+            schema: bikes.schema.clone(),
+            pipeline,
+            model,
+            baseline: Fitted::fit_baseline(Task::Regression, &ytr).unwrap(),
+            metrics: serde_json::json!({}),
+            reference: Default::default(),
+            lineage: Lineage {
+                dataset: "bikes".into(),
+                dataset_version: 1,
+                snapshot_id: "0".repeat(64),
+                params: serde_json::to_value(&params).unwrap(),
+                seed: params.seed,
+                kiln_version: kiln_core::KILN_VERSION.into(),
+                code_version: None,
+            },
+        }
+        .to_bytes()
+        .unwrap()
+    };
+    let first = train();
+    assert_eq!(first, train());
+    let loaded = ModelArtifact::from_bytes(&first).unwrap();
+    assert_eq!(loaded.pipeline.features.len(), 14);
+}
