@@ -140,6 +140,21 @@ fn check_target(task: Task, y: &[f64]) -> Result<(), ModelError> {
     Ok(())
 }
 
+/// Rows to learn from, one target per row, and targets that fit the task.
+fn check_inputs(task: Task, x: &Transformed, y: &[f64]) -> Result<(), ModelError> {
+    if x.rows == 0 {
+        return Err(ModelError::Empty);
+    }
+    if y.len() != x.rows {
+        return Err(ModelError::LengthMismatch {
+            what: "rows vs target values",
+            left: x.rows,
+            right: y.len(),
+        });
+    }
+    check_target(task, y)
+}
+
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -153,17 +168,7 @@ impl Fitted {
         x: &Transformed,
         y: &[f64],
     ) -> Result<Self, ModelError> {
-        if x.rows == 0 {
-            return Err(ModelError::Empty);
-        }
-        if y.len() != x.rows {
-            return Err(ModelError::LengthMismatch {
-                what: "rows vs target values",
-                left: x.rows,
-                right: y.len(),
-            });
-        }
-        check_target(task, y)?;
+        check_inputs(task, x, y)?;
         let matrix = Matrix::new(&x.data, x.rows, x.features);
         let fit_one =
             |objective: ObjectiveType, target: &[f64]| -> Result<GradientBooster, ModelError> {
@@ -224,17 +229,7 @@ impl Fitted {
     /// (Newton's method) for classification. Features are standardized on the training rows;
     /// missing values (which the linear pipeline imputes) count as the mean.
     pub fn fit_linear(task: Task, l2: f64, x: &Transformed, y: &[f64]) -> Result<Self, ModelError> {
-        if x.rows == 0 {
-            return Err(ModelError::Empty);
-        }
-        if y.len() != x.rows {
-            return Err(ModelError::LengthMismatch {
-                what: "rows vs target values",
-                left: x.rows,
-                right: y.len(),
-            });
-        }
-        check_target(task, y)?;
+        check_inputs(task, x, y)?;
         let scale: Vec<(f64, f64)> = (0..x.features)
             .map(|j| {
                 let col = &x.data[j * x.rows..(j + 1) * x.rows];
