@@ -1,7 +1,7 @@
 //! Kiln's two stores.
 //!
-//! * [`MetaStore`]: the relational metadata (datasets, versions, and in later stages runs,
-//!   models, aliases, prediction logs) through sqlx, on SQLite by default or PostgreSQL by URL.
+//! * [`MetaStore`]: the relational metadata (datasets and their versions; models, their
+//!   versions and aliases with history; later runs and prediction logs) through sqlx, on SQLite by default or PostgreSQL by URL.
 //!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
 //!   reports) through `object_store`, on a local folder by default. Every write is atomic and
@@ -11,11 +11,13 @@
 
 mod artifacts;
 mod meta;
+mod registry;
 
 use std::path::{Path, PathBuf};
 
 pub use artifacts::{ArtifactStore, VerifiedFile};
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
+pub use registry::{Alias, AliasMove, Expect, ModelVersion};
 
 use kiln_core::id::ContentId;
 
@@ -55,6 +57,8 @@ pub enum StoreError {
     Corrupt { what: String, message: String },
     #[error("conflict: {0}")]
     Conflict(String),
+    #[error("{0}")]
+    NotFound(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;

@@ -22,11 +22,14 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 1] = [(
-    1,
-    "datasets",
-    include_str!("../migrations/0001_datasets.sql"),
-)];
+const MIGRATIONS: [(i64, &str, &str); 2] = [
+    (
+        1,
+        "datasets",
+        include_str!("../migrations/0001_datasets.sql"),
+    ),
+    (2, "models", include_str!("../migrations/0002_models.sql")),
+];
 
 fn migrator() -> Migrator {
     Migrator::with_migrations(
@@ -333,7 +336,7 @@ impl MetaStore {
     /// A transaction that will write. On SQLite it takes the write lock up front
     /// (`BEGIN IMMEDIATE`): a deferred transaction that reads first and then writes cannot
     /// wait for the lock and fails with "database is locked" under concurrent writers.
-    async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
+    pub(crate) async fn write_tx(&self) -> Result<sqlx::Transaction<'static, sqlx::Any>> {
         Ok(match self.backend {
             Backend::Sqlite => self.pool.begin_with("BEGIN IMMEDIATE").await?,
             Backend::Postgres => self.pool.begin().await?,
@@ -433,7 +436,15 @@ impl MetaStore {
     /// Row counts of every table, for tests that assert "nothing was written".
     pub async fn table_counts(&self) -> Result<Vec<(String, i64)>> {
         let mut out = Vec::new();
-        for table in ["artifacts", "datasets", "dataset_versions"] {
+        for table in [
+            "artifacts",
+            "datasets",
+            "dataset_versions",
+            "models",
+            "model_versions",
+            "aliases",
+            "alias_history",
+        ] {
             let sql = format!("SELECT COUNT(*) FROM {table}");
             let n: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
                 .fetch_one(&self.pool)
@@ -445,7 +456,7 @@ impl MetaStore {
     }
 }
 
-fn is_unique_violation(e: &sqlx::Error) -> bool {
+pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
     match e {
         sqlx::Error::Database(db) => {
             db.is_unique_violation()

@@ -7,7 +7,7 @@ use std::str::FromStr;
 
 use kiln_core::id::ContentId;
 use kiln_core::schema::{Column, FeatureType, Schema};
-use kiln_store::{MetaStore, NewVersion, PartRef};
+use kiln_store::{Expect, MetaStore, NewVersion, PartRef, StoreError};
 
 fn new_version(dataset: &str, seed: &str) -> NewVersion {
     let id = ContentId::of(seed.as_bytes());
@@ -102,11 +102,108 @@ async fn exercise(store: MetaStore) {
     store.record_artifact(&id, "profile", 3).await.unwrap();
 }
 
+async fn exercise_registry(store: MetaStore) {
+    let model = unique("demand");
+    let a = ContentId::of(b"model a");
+    let v1 = store
+        .add_model_version(&model, &a, Some("run-1"))
+        .await
+        .unwrap();
+    let v2 = store
+        .add_model_version(&model, &ContentId::of(b"model b"), None)
+        .await
+        .unwrap();
+    assert_eq!((v1.version, v2.version), (1, 2));
+    assert_eq!(
+        store.model_versions(&model).await.unwrap()[0].artifact_id,
+        a
+    );
+
+    let p = store
+        .set_alias(&model, "production", 1, Expect::Absent, "first", "ci")
+        .await
+        .unwrap();
+    assert_eq!((p.version, p.revision), (1, 1));
+    let again = store
+        .set_alias(&model, "production", 2, Expect::Absent, "again", "ci")
+        .await;
+    assert!(matches!(again, Err(StoreError::Conflict(_))), "{again:?}");
+    let missing = store
+        .set_alias(&model, "production", 9, Expect::Any, "no such", "ci")
+        .await;
+    assert!(
+        matches!(missing, Err(StoreError::NotFound(_))),
+        "{missing:?}"
+    );
+
+    // Two writers that both saw revision 1: exactly one wins, the other is told.
+    let (s1, s2) = (store.clone(), store.clone());
+    let (m1, m2) = (model.clone(), model.clone());
+    let (r1, r2) = tokio::join!(
+        async move {
+            s1.set_alias(&m1, "production", 2, Expect::Revision(1), "w1", "a")
+                .await
+        },
+        async move {
+            s2.set_alias(&m2, "production", 2, Expect::Revision(1), "w2", "b")
+                .await
+        },
+    );
+    let wins = [&r1, &r2].iter().filter(|r| r.is_ok()).count();
+    assert_eq!(wins, 1, "{r1:?} {r2:?}");
+    assert!(
+        [&r1, &r2]
+            .iter()
+            .any(|r| matches!(r, Err(StoreError::Conflict(m)) if m.contains("retry")))
+    );
+
+    // Eight writers that move whatever is there: every move lands, none is lost.
+    let mut tasks = Vec::new();
+    for i in 0..8 {
+        let (s, m) = (store.clone(), model.clone());
+        tasks.push(tokio::spawn(async move {
+            s.set_alias(&m, "staging", 1 + (i % 2), Expect::Any, "load", "t")
+                .await
+        }));
+    }
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let staging = store.alias(&model, "staging").await.unwrap().unwrap();
+    assert_eq!(staging.revision, 8);
+    let history = store.alias_history(&model).await.unwrap();
+    let mut revs: Vec<i64> = history
+        .iter()
+        .filter(|h| h.alias == "staging")
+        .map(|h| h.revision)
+        .collect();
+    revs.sort_unstable();
+    assert_eq!(revs, (1..=8).collect::<Vec<_>>());
+    assert_eq!(
+        history.iter().filter(|h| h.alias == "production").count(),
+        2
+    );
+
+    // Rollback returns production to where it was before its last move, as a move of its own.
+    let back = store
+        .rollback_alias(&model, "production", "bad canary", "ci")
+        .await
+        .unwrap();
+    assert_eq!((back.version, back.revision), (1, 3));
+    let last = store.alias_history(&model).await.unwrap();
+    let last = last.iter().rfind(|h| h.alias == "production").unwrap();
+    assert_eq!(
+        (last.from_version, last.to_version, last.reason.as_str()),
+        (Some(2), 1, "bad canary")
+    );
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
     exercise(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_registry(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -123,6 +220,7 @@ async fn postgres_backend() {
         return;
     };
     exercise(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_registry(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
