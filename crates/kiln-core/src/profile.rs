@@ -21,7 +21,7 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::{FeatureType, Schema};
+use crate::schema::FeatureType;
 
 /// Relative accuracy of numeric buckets.
 pub const ALPHA: f64 = 0.01;
@@ -189,17 +189,6 @@ impl NumericProfile {
             out[i] += c;
         }
         out
-    }
-
-    /// `bins` equal-width bin edges between min and max.
-    pub fn equal_width_edges(&self, bins: usize) -> Vec<f64> {
-        match (self.min, self.max) {
-            (Some(lo), Some(hi)) if hi > lo && bins > 0 => (0..=bins)
-                .map(|i| lo + (hi - lo) * i as f64 / bins as f64)
-                .collect(),
-            (Some(lo), Some(_)) => vec![lo, lo],
-            _ => Vec::new(),
-        }
     }
 
     pub fn merge(&mut self, other: &NumericProfile) {
@@ -523,18 +512,6 @@ pub struct DatasetProfile {
 }
 
 impl DatasetProfile {
-    /// An empty profile with one column per schema column.
-    pub fn empty(schema: &Schema) -> Self {
-        Self {
-            rows: 0,
-            columns: schema
-                .columns
-                .iter()
-                .map(|c| ColumnProfile::empty(&c.name, c.ftype))
-                .collect(),
-        }
-    }
-
     pub fn column(&self, name: &str) -> Option<&ColumnProfile> {
         self.columns.iter().find(|c| c.name == name)
     }
@@ -629,7 +606,7 @@ mod tests {
 
     #[test]
     fn profiles_survive_json() {
-        let mut profile = DatasetProfile::empty(&Schema::default());
+        let mut profile = DatasetProfile::default();
         let mut col = ColumnProfile::empty("x", FeatureType::Numeric);
         col.stats = ColumnStats::Numeric(numeric(&[1.0, 2.0, 3.0]));
         col.rows = 4;

@@ -27,15 +27,6 @@ pub enum FeatureType {
 }
 
 impl FeatureType {
-    pub const ALL: [FeatureType; 6] = [
-        FeatureType::Numeric,
-        FeatureType::Categorical,
-        FeatureType::Boolean,
-        FeatureType::Timestamp,
-        FeatureType::Date,
-        FeatureType::Text,
-    ];
-
     pub fn as_str(self) -> &'static str {
         match self {
             FeatureType::Numeric => "numeric",
@@ -116,10 +107,6 @@ impl Schema {
 
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
-    }
-
-    pub fn index_of(&self, name: &str) -> Option<usize> {
-        self.columns.iter().position(|c| c.name == name)
     }
 
     pub fn names(&self) -> impl Iterator<Item = &str> {

@@ -27,7 +27,6 @@ pub struct ArtifactStore {
     store: Arc<dyn ObjectStore>,
     /// Set for a local folder: blobs can then be read in place after verification.
     root: Option<PathBuf>,
-    url: String,
 }
 
 /// A verified local copy (or, for a local store, the blob itself) of an artifact.
@@ -87,12 +86,7 @@ impl ArtifactStore {
         Ok(Self {
             store: Arc::new(store),
             root: Some(root),
-            url: url.to_owned(),
         })
-    }
-
-    pub fn url(&self) -> &str {
-        &self.url
     }
 
     /// Whether a blob with this id exists.

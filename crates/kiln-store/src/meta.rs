@@ -56,7 +56,7 @@ pub struct MetaStore {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-pub enum Backend {
+enum Backend {
     Sqlite,
     Postgres,
 }
@@ -179,10 +179,6 @@ impl MetaStore {
         Ok(Self { pool, backend })
     }
 
-    pub fn backend(&self) -> Backend {
-        self.backend
-    }
-
     pub fn pool(&self) -> &AnyPool {
         &self.pool
     }
@@ -202,38 +198,30 @@ impl MetaStore {
         Ok(())
     }
 
-    pub async fn dataset(&self, name: &str) -> Result<Option<DatasetRecord>> {
-        let row = sqlx::query(
-            "SELECT name, created_at, time_column, target FROM datasets WHERE name = $1",
-        )
-        .bind(name)
-        .fetch_optional(&self.pool)
-        .await?;
-        row.map(|r| {
-            Ok(DatasetRecord {
-                name: r.try_get(0)?,
-                created_at: r.try_get(1)?,
-                time_column: r.try_get(2)?,
-                target: r.try_get(3)?,
-            })
+    fn dataset_from_row(r: &AnyRow) -> Result<DatasetRecord> {
+        Ok(DatasetRecord {
+            name: r.try_get(0)?,
+            created_at: r.try_get(1)?,
+            time_column: r.try_get(2)?,
+            target: r.try_get(3)?,
         })
-        .transpose()
+    }
+
+    pub async fn dataset(&self, name: &str) -> Result<Option<DatasetRecord>> {
+        sqlx::query("SELECT name, created_at, time_column, target FROM datasets WHERE name = $1")
+            .bind(name)
+            .fetch_optional(&self.pool)
+            .await?
+            .map(|r| Self::dataset_from_row(&r))
+            .transpose()
     }
 
     pub async fn datasets(&self) -> Result<Vec<DatasetRecord>> {
-        let rows =
-            sqlx::query("SELECT name, created_at, time_column, target FROM datasets ORDER BY name")
-                .fetch_all(&self.pool)
-                .await?;
-        rows.iter()
-            .map(|r| {
-                Ok(DatasetRecord {
-                    name: r.try_get(0)?,
-                    created_at: r.try_get(1)?,
-                    time_column: r.try_get(2)?,
-                    target: r.try_get(3)?,
-                })
-            })
+        sqlx::query("SELECT name, created_at, time_column, target FROM datasets ORDER BY name")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(Self::dataset_from_row)
             .collect()
     }
 
@@ -431,28 +419,6 @@ impl MetaStore {
             .await?;
         tx.commit().await?;
         Ok((record, true))
-    }
-
-    /// Row counts of every table, for tests that assert "nothing was written".
-    pub async fn table_counts(&self) -> Result<Vec<(String, i64)>> {
-        let mut out = Vec::new();
-        for table in [
-            "artifacts",
-            "datasets",
-            "dataset_versions",
-            "models",
-            "model_versions",
-            "aliases",
-            "alias_history",
-        ] {
-            let sql = format!("SELECT COUNT(*) FROM {table}");
-            let n: i64 = sqlx::query(sqlx::AssertSqlSafe(sql))
-                .fetch_one(&self.pool)
-                .await?
-                .try_get(0)?;
-            out.push((table.to_owned(), n));
-        }
-        Ok(out)
     }
 }
 
