@@ -14,6 +14,8 @@ use crate::{GlobalArgs, LogFormat};
 /// A resolved project: its configuration, home folder and open stores.
 pub struct Project {
     pub config: Config,
+    /// The folder of kiln.toml, when there is one.
+    pub config_dir: Option<PathBuf>,
     pub home: PathBuf,
     pub store: Store,
 }
@@ -113,6 +115,10 @@ pub async fn open(global: &GlobalArgs) -> Result<Project, CliError> {
     };
     let store = Store::open(&location).await.map_err(CliError::from_store)?;
     Ok(Project {
+        config_dir: path
+            .as_deref()
+            .and_then(|p| p.parent())
+            .map(Path::to_path_buf),
         config,
         home,
         store,

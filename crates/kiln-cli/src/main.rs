@@ -8,8 +8,10 @@
 mod context;
 mod data;
 mod init;
+mod models;
 mod output;
 mod quickstart;
+mod train;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -74,11 +76,28 @@ enum Command {
     /// Version, validate, profile and compare data
     #[command(subcommand)]
     Data(data::DataCommand),
+    /// Train a model on a dataset snapshot: a recorded run, evaluated against baselines
+    Train(train::TrainArgs),
+    /// List, inspect and compare training runs
+    #[command(subcommand)]
+    Runs(train::RunsCommand),
+    /// The model registry: versions, aliases, rollbacks, model cards, imported ONNX models
+    #[command(subcommand)]
+    Models(models::ModelsCommand),
+    /// Score a CSV or Parquet file with a registered model (validated like an ingest)
+    Predict(models::PredictArgs),
     /// Run the reference example end to end in a fresh home (bike-rental demand)
     Quickstart(quickstart::QuickstartArgs),
 }
 
 fn main() -> ExitCode {
+    // `kiln ... | head` closes the pipe early: end quietly like other command-line tools
+    // instead of panicking on the next write.
+    #[cfg(unix)]
+    // SAFETY: restoring the default disposition of one signal before any thread starts.
+    unsafe {
+        libc::signal(libc::SIGPIPE, libc::SIG_DFL);
+    }
     let cli = Cli::parse();
     let file_format = context::peek_log_format(&cli.global);
     output::init_logging(&cli.global, file_format);
@@ -96,6 +115,10 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Init(args) => init::run(&cli.global, args),
             Command::Data(cmd) => data::run(&cli.global, cmd).await,
+            Command::Train(args) => train::run_train(&cli.global, args).await,
+            Command::Runs(cmd) => train::run_runs(&cli.global, cmd).await,
+            Command::Models(cmd) => models::run(&cli.global, cmd).await,
+            Command::Predict(args) => models::predict(&cli.global, args).await,
             Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
         }
     });

@@ -36,7 +36,12 @@ impl CliError {
 
     pub fn from_store(e: StoreError) -> Self {
         match &e {
-            StoreError::BadDbUrl(_) | StoreError::BadArtifactUrl(_) => Self::input(e.to_string()),
+            // The user named something that does not exist, or lost a race they asked to
+            // detect (a stated expected revision): their input, not a broken system.
+            StoreError::BadDbUrl(_)
+            | StoreError::BadArtifactUrl(_)
+            | StoreError::NotFound(_)
+            | StoreError::Conflict(_) => Self::input(e.to_string()),
             _ => Self::system(e.to_string()),
         }
     }
@@ -48,6 +53,16 @@ impl CliError {
 
 impl From<DataError> for CliError {
     fn from(e: DataError) -> Self {
+        let code = if e.is_input_error() { 2 } else { 1 };
+        Self {
+            code,
+            message: e.to_string(),
+        }
+    }
+}
+
+impl From<kiln_train::TrainError> for CliError {
+    fn from(e: kiln_train::TrainError) -> Self {
         let code = if e.is_input_error() { 2 } else { 1 };
         Self {
             code,
@@ -196,5 +211,36 @@ impl Progress for Bar {
     }
     fn finish(&self) {
         self.0.finish_and_clear();
+    }
+}
+
+/// A spinner with the current step of a long command (training): on stderr, only when
+/// stdout is a terminal and not -q/--json.
+#[derive(Clone)]
+pub struct Spinner(ProgressBar);
+
+impl Spinner {
+    pub fn new(global: &GlobalArgs, json: bool) -> Self {
+        let visible = !global.quiet && !json && std::io::stdout().is_terminal();
+        let bar = if visible {
+            ProgressBar::new_spinner()
+        } else {
+            ProgressBar::hidden()
+        };
+        if let Ok(style) = ProgressStyle::with_template("{spinner} {msg} ({elapsed})") {
+            bar.set_style(style);
+        }
+        bar.enable_steady_tick(std::time::Duration::from_millis(120));
+        Self(bar)
+    }
+
+    pub fn finish(&self) {
+        self.0.finish_and_clear();
+    }
+}
+
+impl kiln_train::train::Steps for Spinner {
+    fn step(&self, what: &str) {
+        self.0.set_message(what.to_owned());
     }
 }

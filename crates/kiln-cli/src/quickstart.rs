@@ -1,8 +1,9 @@
 //! `kiln quickstart`: the reference deployment, end to end, in a fresh home.
 //!
 //! The bundled example (hourly bike-rental demand, UCI Bike Sharing 2011–2012) and its
-//! kiln.toml are compiled into the binary, so the command works from any folder. At this stage
-//! of Kiln it sets up a project and ingests the data as a validated, profiled snapshot.
+//! kiln.toml are compiled into the binary, so the command works from any folder. It sets up a
+//! project, ingests the data as a validated, profiled snapshot, trains and registers a model
+//! with the recipe in the example's `[train]` table, and writes its model card.
 
 use std::path::PathBuf;
 
@@ -44,6 +45,12 @@ struct Summary {
     time_max: Option<String>,
     columns: usize,
     ingest_seconds: f64,
+    run_id: i64,
+    model: String,
+    artifact_id: String,
+    /// Validation metrics of the model and its baselines.
+    metrics: serde_json::Value,
+    card: PathBuf,
 }
 
 pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliError> {
@@ -112,6 +119,33 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
         outcome.seconds
     ));
     say(String::new());
+    say(
+        "2. train: gradient-boosted trees on 2011-01 .. 2012-06, validated on 2012-07 .. 2012-12"
+            .into(),
+    );
+    let spec = kiln_train::spec::TrainSpec::resolve(&project.config.train, &[])?;
+    let trained = crate::train::train_with(global, &project, &spec, args.json).await?;
+    if !global.quiet && !args.json {
+        crate::train::print_outcome(&trained);
+    }
+    let registered = trained.registered.clone().ok_or_else(|| {
+        CliError::system(
+            "the example's [train] table registers the model, but it was not registered",
+        )
+    })?;
+    let model = format!("{}@{}", registered.model, registered.version);
+    let artifact = kiln_train::registry::load(&project.store, &registered).await?;
+    let card_path = dir.join("model-card.html");
+    let card = kiln_train::card::html(&kiln_train::card::CardInput {
+        version: &registered,
+        artifact: &artifact,
+        aliases: &[],
+    });
+    std::fs::write(&card_path, card)
+        .map_err(|e| CliError::system(format!("cannot write {}: {e}", card_path.display())))?;
+    say(String::new());
+    say(format!("3. model card: {}", card_path.display()));
+    say(String::new());
     say("next steps:".into());
     if let Ok(exe) = std::env::current_exe() {
         say(format!(
@@ -124,6 +158,16 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
     say("   kiln data show bikes          # lineage, schema and column profiles".into());
     say("   kiln data log bikes           # versions".into());
     say("   kiln data export bikes --format parquet -o bikes.parquet".into());
+    say(
+        "   kiln runs show 1              # parameters, data, code version, metrics, timings"
+            .into(),
+    );
+    say(format!(
+        "   kiln models alias set production {model} --reason \"first model\""
+    ));
+    say(format!(
+        "   kiln predict --model {model} --input {DATA_FILE} -o predictions.csv"
+    ));
     if args.json {
         print_json(&Summary {
             project: dir.clone(),
@@ -136,6 +180,11 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
             time_max: v.time_max.clone(),
             columns: profile.columns.len(),
             ingest_seconds: outcome.seconds,
+            run_id: trained.run_id,
+            model,
+            artifact_id: trained.artifact_id.to_string(),
+            metrics: serde_json::to_value(&trained.evaluation.metrics).unwrap_or_default(),
+            card: card_path,
         })?;
     }
     Ok(())

@@ -1,112 +1,14 @@
-//! End-to-end tests of `kiln init`, `kiln data ...` and `kiln quickstart`: the real binary, real
+//! End-to-end tests of `kiln init`, `kiln data ...` and `kiln quickstart` (which also trains): the real binary, real
 //! files, a real SQLite database and artifact folder in a temporary project.
 
-use std::collections::BTreeSet;
 use std::io::Write;
-use std::path::{Path, PathBuf};
-use std::process::{Command, Output};
+use std::path::Path;
 
 use serde_json::Value;
 
-struct Project {
-    dir: tempfile::TempDir,
-}
+mod common;
 
-struct Run {
-    code: i32,
-    stdout: String,
-    stderr: String,
-}
-
-impl Run {
-    fn json(&self) -> Value {
-        serde_json::from_str(&self.stdout)
-            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
-    }
-}
-
-fn finish(out: Output) -> Run {
-    let run = Run {
-        code: out.status.code().unwrap_or(-1),
-        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
-        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
-    };
-    assert!(
-        !run.stderr.contains("panicked"),
-        "kiln panicked:\n{}",
-        run.stderr
-    );
-    run
-}
-
-impl Project {
-    fn new() -> Self {
-        Self {
-            dir: tempfile::tempdir().unwrap(),
-        }
-    }
-
-    fn path(&self, rel: &str) -> PathBuf {
-        self.dir.path().join(rel)
-    }
-
-    fn write(&self, rel: &str, content: &[u8]) -> PathBuf {
-        let p = self.path(rel);
-        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
-        std::fs::write(&p, content).unwrap();
-        p
-    }
-
-    fn config(&self, toml: &str) {
-        self.write("kiln.toml", toml.as_bytes());
-    }
-
-    fn command(&self) -> Command {
-        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
-        c.current_dir(self.dir.path());
-        for (k, _) in std::env::vars() {
-            if k.starts_with("KILN_") {
-                c.env_remove(k);
-            }
-        }
-        c
-    }
-
-    fn run(&self, args: &[&str]) -> Run {
-        finish(self.command().args(args).output().unwrap())
-    }
-
-    fn ok(&self, args: &[&str]) -> Run {
-        let r = self.run(args);
-        assert_eq!(
-            r.code, 0,
-            "kiln {args:?} failed:\n{}\n{}",
-            r.stdout, r.stderr
-        );
-        r
-    }
-
-    /// Every file in the artifact store plus the metadata as `data log --json` sees it.
-    fn store_state(&self) -> (BTreeSet<PathBuf>, String) {
-        let mut files = BTreeSet::new();
-        let root = self.path(".kiln/artifacts");
-        if root.exists() {
-            let mut stack = vec![root];
-            while let Some(d) = stack.pop() {
-                for e in std::fs::read_dir(&d).unwrap() {
-                    let p = e.unwrap().path();
-                    if p.is_dir() {
-                        stack.push(p);
-                    } else {
-                        files.insert(p);
-                    }
-                }
-            }
-        }
-        let log = self.ok(&["data", "log", "--json"]).stdout;
-        (files, log)
-    }
-}
+use common::{Project, finish};
 
 const BIKES_HEAD: &str = "dteday,season,hr,temp,cnt\n";
 
@@ -840,6 +742,11 @@ fn quickstart_ingests_the_bundled_example() {
     assert_eq!(out["dataset"], "bikes");
     assert_eq!(out["time_min"], "2011-01-01");
     assert!(Path::new(&dir).join("kiln.toml").exists());
+    // It trains and registers the model and writes its card.
+    assert_eq!(out["model"], "bikes@1");
+    assert!(out["metrics"]["model"]["rmse"].as_f64().unwrap() < 131.0);
+    let card = std::fs::read_to_string(out["card"].as_str().unwrap()).unwrap();
+    assert!(card.contains("<h1>Model card: bikes@1</h1>"));
     // A second quickstart into the same folder refuses instead of mixing projects.
     let r = p.run(&["quickstart", "--dir", dir.to_str().unwrap()]);
     assert_eq!(r.code, 2);

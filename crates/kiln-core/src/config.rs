@@ -61,6 +61,30 @@ max_errors_shown = 20
 # max_null_fraction = 0.05      # share of missing values above which the file is rejected
 # unique = false                # every value distinct within a snapshot
 # regex = "^[A-Z]{3}$"          # categorical/text: each value must match
+
+# How `kiln train` trains. Every key is optional; `kiln train --set KEY=VALUE` overrides one
+# (e.g. --set gbdt.iterations=200 --set split.method=random).
+# [train]
+# dataset = "NAME"              # NAME or NAME@VERSION [default: the only dataset]
+# target = "label"              # [default: the dataset's target]
+# exclude = ["id"]              # columns that must never be features (ids, leaks of the target)
+# learner = "gbdt"              # gbdt | linear
+# seed = 0                      # seeds the random split, folds and the learner
+# register = "NAME"             # register the trained model under this name
+# [train.split]
+# method = "auto"               # auto (time when the dataset has a time column) | time | random
+# valid_fraction = 0.2          # share of rows (the most recent ones, for time) to validate on
+# cutoff = "2012-07-01"         # time split: validate on rows at or after this date/time
+# folds = 0                     # >= 2: also cross-validate (random splits only)
+# [train.gbdt]
+# iterations = 80               # boosting rounds
+# learning_rate = 0.15
+# max_depth = 7
+# max_leaves = 63
+# min_leaf_weight = 20.0
+# l2 = 1.0
+# [train.linear]
+# l2 = 1.0                      # ridge / logistic regularization
 "#;
 
 /// A problem with `kiln.toml`.
@@ -91,6 +115,10 @@ pub struct Config {
     pub ingest: IngestConfig,
     #[serde(default)]
     pub datasets: BTreeMap<String, DatasetConfig>,
+    /// `[train]`: how `kiln train` trains (read and checked by the training stage, which owns
+    /// its keys; `kiln train --set KEY=VALUE` overrides them).
+    #[serde(default)]
+    pub train: toml::Table,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

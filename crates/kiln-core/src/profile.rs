@@ -21,7 +21,11 @@ use std::collections::{BTreeMap, HashMap};
 
 use serde::{Deserialize, Serialize};
 
-use crate::schema::FeatureType;
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, TimestampMicrosecondType};
+use arrow_array::{Array, RecordBatch};
+
+use crate::schema::{Column, FeatureType, Schema};
 
 /// Relative accuracy of numeric buckets.
 pub const ALPHA: f64 = 0.01;
@@ -526,6 +530,149 @@ impl DatasetProfile {
             }
         }
         Ok(())
+    }
+}
+
+/// Accumulates the profile of normalized batches (see [`crate::table`]): ingest profiles
+/// every snapshot with it, training profiles its split and predictions, monitoring its windows.
+pub struct Profiler {
+    columns: Vec<(Column, ProfileAcc)>,
+    null_counts: Vec<u64>,
+    rows: u64,
+}
+
+enum ProfileAcc {
+    Numeric(NumericBuilder),
+    Categorical(CategoryBuilder),
+    Boolean { trues: u64, falses: u64 },
+    Temporal { min: Option<i64>, max: Option<i64> },
+    Text(NumericBuilder),
+}
+
+impl Profiler {
+    pub fn new(schema: &Schema) -> Self {
+        Self {
+            rows: 0,
+            null_counts: vec![0; schema.columns.len()],
+            columns: schema
+                .columns
+                .iter()
+                .map(|c| {
+                    let acc = match c.ftype {
+                        FeatureType::Numeric => ProfileAcc::Numeric(NumericBuilder::default()),
+                        FeatureType::Categorical => {
+                            ProfileAcc::Categorical(CategoryBuilder::default())
+                        }
+                        FeatureType::Boolean => ProfileAcc::Boolean {
+                            trues: 0,
+                            falses: 0,
+                        },
+                        FeatureType::Timestamp | FeatureType::Date => ProfileAcc::Temporal {
+                            min: None,
+                            max: None,
+                        },
+                        FeatureType::Text => ProfileAcc::Text(NumericBuilder::default()),
+                    };
+                    (c.clone(), acc)
+                })
+                .collect(),
+        }
+    }
+
+    pub fn push(&mut self, batch: &RecordBatch) {
+        self.rows += batch.num_rows() as u64;
+        for (i, (_, acc)) in self.columns.iter_mut().enumerate() {
+            let array = batch.column(i);
+            match acc {
+                ProfileAcc::Numeric(b) => {
+                    let a = array.as_primitive::<Float64Type>();
+                    if a.null_count() == 0 {
+                        for v in a.values().iter() {
+                            b.push(*v);
+                        }
+                    } else {
+                        for v in a.iter().flatten() {
+                            b.push(v);
+                        }
+                    }
+                }
+                ProfileAcc::Categorical(b) => {
+                    let dict = array.as_dictionary::<Int32Type>();
+                    let values = dict.values().as_string::<i32>();
+                    let mut counts = vec![0u64; values.len()];
+                    for k in dict.keys().iter().flatten() {
+                        counts[k as usize] += 1;
+                    }
+                    for (k, n) in counts.iter().enumerate() {
+                        if *n > 0 {
+                            b.push_n(values.value(k), *n);
+                        }
+                    }
+                }
+                ProfileAcc::Boolean { trues, falses } => {
+                    let a = array.as_boolean();
+                    let t = a.true_count() as u64;
+                    *trues += t;
+                    *falses += (a.len() - a.null_count()) as u64 - t;
+                }
+                ProfileAcc::Temporal { min, max } => {
+                    let (lo, hi) =
+                        if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
+                            (a.iter().flatten().min(), a.iter().flatten().max())
+                        } else {
+                            let a = array.as_primitive::<Date32Type>();
+                            (
+                                a.iter().flatten().map(i64::from).min(),
+                                a.iter().flatten().map(i64::from).max(),
+                            )
+                        };
+                    *min = [*min, lo].into_iter().flatten().min();
+                    *max = [*max, hi].into_iter().flatten().max();
+                }
+                ProfileAcc::Text(b) => {
+                    let a = array.as_string::<i32>();
+                    for v in a.iter().flatten() {
+                        b.push(v.chars().count() as f64);
+                    }
+                }
+            }
+        }
+        for (i, n) in self.null_counts.iter_mut().enumerate() {
+            *n += batch.column(i).null_count() as u64;
+        }
+    }
+
+    pub fn finish(&self) -> DatasetProfile {
+        let columns = self
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(i, (col, acc))| {
+                let mut p = ColumnProfile::empty(&col.name, col.ftype);
+                p.rows = self.rows;
+                p.nulls = self.null_counts.get(i).copied().unwrap_or(0);
+                p.stats = match acc {
+                    ProfileAcc::Numeric(b) => ColumnStats::Numeric(b.finish()),
+                    ProfileAcc::Categorical(b) => ColumnStats::Categorical(b.finish()),
+                    ProfileAcc::Boolean { trues, falses } => ColumnStats::Boolean {
+                        trues: *trues,
+                        falses: *falses,
+                    },
+                    ProfileAcc::Temporal { min, max } => ColumnStats::Temporal {
+                        min: *min,
+                        max: *max,
+                    },
+                    ProfileAcc::Text(b) => ColumnStats::Text {
+                        lengths: b.finish(),
+                    },
+                };
+                p
+            })
+            .collect();
+        DatasetProfile {
+            rows: self.rows,
+            columns,
+        }
     }
 }
 

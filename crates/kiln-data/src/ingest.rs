@@ -24,15 +24,13 @@ use arrow_array::builder::{
     BooleanBuilder, Date32Builder, Float64Builder, StringBuilder, TimestampMicrosecondBuilder,
 };
 use arrow_array::cast::AsArray;
-use arrow_array::types::{Date32Type, Int32Type, TimestampMicrosecondType};
+use arrow_array::types::{Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, BooleanArray, RecordBatch};
 use arrow_schema::{DataType, TimeUnit};
 use kiln_core::config::{Config, DatasetConfig, Policy};
 use kiln_core::id::ContentId;
 use kiln_core::names::validate_name;
-use kiln_core::profile::{
-    CategoryBuilder, ColumnProfile, ColumnStats, DatasetProfile, NumericBuilder,
-};
+use kiln_core::profile::{ColumnStats, DatasetProfile, Profiler};
 use kiln_core::schema::{Column, FeatureType, Schema};
 use kiln_core::value::{
     format_days, format_timestamp, infer_type, parse_bool, parse_date, parse_number,
@@ -138,6 +136,7 @@ pub async fn add(
         time_column: time_column.clone(),
         target: target.clone(),
         scratch: scratch.to_owned(),
+        required: None,
     };
     let mut part = tokio::task::spawn_blocking(move || job.run(progress.as_ref()))
         .await
@@ -229,6 +228,58 @@ pub async fn add(
     })
 }
 
+/// A file read and validated exactly like an ingest, but not stored: the input of batch
+/// scoring. The rows wait in a scratch Parquet file in the normalized representation.
+pub struct CheckedFile {
+    pub part: tempfile::NamedTempFile,
+    pub rows: u64,
+    pub schema: Schema,
+}
+
+/// Reads and validates `path` for scoring by a model whose inputs are `inputs`: those columns
+/// get the model's types, the dataset's expectations (`rules`) apply to the columns present,
+/// other columns are carried along with inferred types. Any bad row rejects the file (a
+/// scoring run must not silently drop rows); the error is the usual validation report.
+pub async fn check_file(
+    config: &Config,
+    dataset: &str,
+    mut rules: DatasetConfig,
+    inputs: &Schema,
+    path: &Path,
+    scratch: &Path,
+    progress: Arc<dyn Progress>,
+) -> Result<CheckedFile> {
+    for c in &inputs.columns {
+        rules.columns.entry(c.name.clone()).or_default().ftype = Some(c.ftype);
+    }
+    rules.policy = Policy::Reject;
+    std::fs::create_dir_all(scratch)?;
+    let job = IngestJob {
+        seed_parts: Vec::new(),
+        path: path.to_owned(),
+        dataset: dataset.to_owned(),
+        config: rules,
+        batch_rows: config.ingest.batch_rows,
+        infer_rows: config.ingest.infer_rows,
+        max_shown: config.ingest.max_errors_shown,
+        previous_schema: None,
+        allow_schema_change: true,
+        append: false,
+        time_column: None,
+        target: None,
+        scratch: scratch.to_owned(),
+        required: Some(inputs.names().map(str::to_owned).collect()),
+    };
+    let part = tokio::task::spawn_blocking(move || job.run(progress.as_ref()))
+        .await
+        .map_err(|e| DataError::Io(std::io::Error::other(e)))??;
+    Ok(CheckedFile {
+        part: part.file,
+        rows: part.rows,
+        schema: part.schema,
+    })
+}
+
 /// Reads a stored profile, verifying its hash.
 pub async fn load_profile(store: &Store, id: &ContentId) -> Result<DatasetProfile> {
     let bytes = store.artifacts.get_bytes(id).await?;
@@ -276,6 +327,9 @@ struct IngestJob {
     scratch: PathBuf,
     /// Parts of the version an append extends, for uniqueness across the whole version.
     seed_parts: Vec<PathBuf>,
+    /// Scoring: the columns a model needs. Rules of columns the file lacks are then skipped,
+    /// and a missing required column is the error.
+    required: Option<Vec<String>>,
 }
 
 /// A validated part, written to scratch, not yet stored.
@@ -726,7 +780,7 @@ impl IngestJob {
     ) -> Result<Schema> {
         let available = names.join(", ");
         for col in self.config.columns.keys() {
-            if !names.contains(col) {
+            if !names.contains(col) && self.required.is_none() {
                 return Err(DataError::UnknownConfigColumn {
                     dataset: self.dataset.clone(),
                     column: col.clone(),
@@ -816,6 +870,16 @@ impl IngestJob {
                     });
                 }
                 Some(_) => {}
+            }
+        }
+        for name in self.required.iter().flatten() {
+            if schema.column(name).is_none() {
+                return Err(DataError::MissingColumn {
+                    what: "model input",
+                    column: name.clone(),
+                    path: self.path.clone(),
+                    available,
+                });
             }
         }
         if let Some(t) = &self.target
@@ -1663,146 +1727,4 @@ fn normalize_batch(
         bad,
         raw,
     })
-}
-
-/// Accumulates the profile of normalized batches.
-pub(crate) struct Profiler {
-    columns: Vec<(Column, ProfileAcc)>,
-    null_counts: Vec<u64>,
-    rows: u64,
-}
-
-enum ProfileAcc {
-    Numeric(NumericBuilder),
-    Categorical(CategoryBuilder),
-    Boolean { trues: u64, falses: u64 },
-    Temporal { min: Option<i64>, max: Option<i64> },
-    Text(NumericBuilder),
-}
-
-impl Profiler {
-    pub(crate) fn new(schema: &Schema) -> Self {
-        Self {
-            rows: 0,
-            null_counts: vec![0; schema.columns.len()],
-            columns: schema
-                .columns
-                .iter()
-                .map(|c| {
-                    let acc = match c.ftype {
-                        FeatureType::Numeric => ProfileAcc::Numeric(NumericBuilder::default()),
-                        FeatureType::Categorical => {
-                            ProfileAcc::Categorical(CategoryBuilder::default())
-                        }
-                        FeatureType::Boolean => ProfileAcc::Boolean {
-                            trues: 0,
-                            falses: 0,
-                        },
-                        FeatureType::Timestamp | FeatureType::Date => ProfileAcc::Temporal {
-                            min: None,
-                            max: None,
-                        },
-                        FeatureType::Text => ProfileAcc::Text(NumericBuilder::default()),
-                    };
-                    (c.clone(), acc)
-                })
-                .collect(),
-        }
-    }
-
-    pub(crate) fn push(&mut self, batch: &RecordBatch) {
-        self.rows += batch.num_rows() as u64;
-        for (i, (_, acc)) in self.columns.iter_mut().enumerate() {
-            let array = batch.column(i);
-            match acc {
-                ProfileAcc::Numeric(b) => {
-                    let a = array.as_primitive::<arrow_array::types::Float64Type>();
-                    if a.null_count() == 0 {
-                        for v in a.values().iter() {
-                            b.push(*v);
-                        }
-                    } else {
-                        for v in a.iter().flatten() {
-                            b.push(v);
-                        }
-                    }
-                }
-                ProfileAcc::Categorical(b) => {
-                    let dict = array.as_dictionary::<Int32Type>();
-                    let values = dict.values().as_string::<i32>();
-                    let mut counts = vec![0u64; values.len()];
-                    for k in dict.keys().iter().flatten() {
-                        counts[k as usize] += 1;
-                    }
-                    for (k, n) in counts.iter().enumerate() {
-                        if *n > 0 {
-                            b.push_n(values.value(k), *n);
-                        }
-                    }
-                }
-                ProfileAcc::Boolean { trues, falses } => {
-                    let a = array.as_boolean();
-                    let t = a.true_count() as u64;
-                    *trues += t;
-                    *falses += (a.len() - a.null_count()) as u64 - t;
-                }
-                ProfileAcc::Temporal { min, max } => {
-                    let (lo, hi) =
-                        if let Some(a) = array.as_primitive_opt::<TimestampMicrosecondType>() {
-                            (a.iter().flatten().min(), a.iter().flatten().max())
-                        } else {
-                            let a = array.as_primitive::<Date32Type>();
-                            (
-                                a.iter().flatten().map(i64::from).min(),
-                                a.iter().flatten().map(i64::from).max(),
-                            )
-                        };
-                    *min = [*min, lo].into_iter().flatten().min();
-                    *max = [*max, hi].into_iter().flatten().max();
-                }
-                ProfileAcc::Text(b) => {
-                    let a = array.as_string::<i32>();
-                    for v in a.iter().flatten() {
-                        b.push(v.chars().count() as f64);
-                    }
-                }
-            }
-        }
-        for (i, n) in self.null_counts.iter_mut().enumerate() {
-            *n += batch.column(i).null_count() as u64;
-        }
-    }
-
-    pub(crate) fn finish(&self) -> DatasetProfile {
-        let columns = self
-            .columns
-            .iter()
-            .enumerate()
-            .map(|(i, (col, acc))| {
-                let mut p = ColumnProfile::empty(&col.name, col.ftype);
-                p.rows = self.rows;
-                p.nulls = self.null_counts.get(i).copied().unwrap_or(0);
-                p.stats = match acc {
-                    ProfileAcc::Numeric(b) => ColumnStats::Numeric(b.finish()),
-                    ProfileAcc::Categorical(b) => ColumnStats::Categorical(b.finish()),
-                    ProfileAcc::Boolean { trues, falses } => ColumnStats::Boolean {
-                        trues: *trues,
-                        falses: *falses,
-                    },
-                    ProfileAcc::Temporal { min, max } => ColumnStats::Temporal {
-                        min: *min,
-                        max: *max,
-                    },
-                    ProfileAcc::Text(b) => ColumnStats::Text {
-                        lengths: b.finish(),
-                    },
-                };
-                p
-            })
-            .collect();
-        DatasetProfile {
-            rows: self.rows,
-            columns,
-        }
-    }
 }

@@ -11,13 +11,15 @@
 
 use std::io::Read;
 
-use kiln_core::profile::DatasetProfile;
+use arrow_array::RecordBatch;
+use kiln_core::profile::{ColumnProfile, DatasetProfile};
 use kiln_core::schema::Schema;
 use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
+use crate::evaluate::Evaluation;
 use crate::features::FeaturePipeline;
-use crate::learner::{Fitted, Task};
+use crate::learner::{Fitted, Predictions, Task};
 
 /// First bytes of every model file.
 pub const MAGIC: &[u8; 8] = b"KILNMODL";
@@ -41,26 +43,56 @@ pub struct Lineage {
     pub code_version: Option<String>,
 }
 
+/// What monitoring compares live traffic against.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Reference {
+    /// Profile of the training rows (inputs and target).
+    pub features: DatasetProfile,
+    /// Profile of the model's predictions on the validation rows (the value for regressors,
+    /// the predicted class for classifiers).
+    pub predictions: ColumnProfile,
+}
+
 /// A trained (or imported) model with its pipeline, baseline, reference data and lineage.
 #[derive(Serialize, Deserialize)]
 pub struct ModelArtifact {
     pub format_version: u32,
     pub task: Task,
     pub target: String,
+    /// Class labels, index = class (empty for regression).
+    pub classes: Vec<String>,
     /// The input schema requests are checked against.
     pub schema: Schema,
     pub pipeline: FeaturePipeline,
     pub model: Fitted,
     /// The trivial baseline, fitted on the same rows, reported beside the model.
     pub baseline: Fitted,
-    /// Validation metrics of the model and the baseline, by name.
-    pub metrics: serde_json::Value,
+    /// What was measured at training: metrics against the baselines, slices, importance.
+    pub evaluation: Evaluation,
     /// Profile of the training features and of the validation predictions, for monitoring.
-    pub reference: DatasetProfile,
+    pub reference: Reference,
     pub lineage: Lineage,
 }
 
+/// Predictions for a batch, and what the pipeline noticed on the way.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Scored {
+    pub predictions: Predictions,
+    /// (column, rows whose category was not seen in training).
+    pub unknown: Vec<(String, usize)>,
+}
+
 impl ModelArtifact {
+    /// Scores normalized rows: the pipeline, then the model. The one scoring path of training
+    /// evaluation, batch scoring and serving.
+    pub fn score(&self, batch: &RecordBatch) -> Result<Scored, ModelError> {
+        let x = self.pipeline.transform(batch)?;
+        Ok(Scored {
+            predictions: self.model.predict(&x),
+            unknown: x.unknown,
+        })
+    }
+
     /// The file's bytes: magic, then zstd-compressed JSON.
     pub fn to_bytes(&self) -> Result<Vec<u8>, ModelError> {
         let json = serde_json::to_vec(self)
@@ -137,6 +169,7 @@ mod tests {
             format_version: FORMAT_VERSION,
             task: Task::Regression,
             target: "y".into(),
+            classes: vec![],
             schema: Schema::default(),
             pipeline: FeaturePipeline {
                 family: crate::features::Family::Trees,
@@ -145,8 +178,33 @@ mod tests {
             },
             model: Fitted::fit_gbdt(Task::Regression, &params, &t, &y).unwrap(),
             baseline: Fitted::fit_baseline(Task::Regression, &y).unwrap(),
-            metrics: serde_json::json!({"rmse": 0.5}),
-            reference: DatasetProfile::default(),
+            evaluation: Evaluation {
+                primary: "rmse".into(),
+                metrics: Default::default(),
+                calibration: None,
+                slices: vec![],
+                importance: vec![],
+                data: crate::evaluate::DataSummary {
+                    rows: n as u64,
+                    missing_target: 0,
+                    missing_time: 0,
+                    split: "random".into(),
+                    train_rows: n as u64,
+                    valid_rows: 0,
+                    train_time: None,
+                    valid_time: None,
+                    target: crate::evaluate::TargetSummary::of(Task::Regression, &[], &y),
+                },
+                cross_validation: None,
+                limitations: vec![],
+            },
+            reference: Reference {
+                features: DatasetProfile::default(),
+                predictions: ColumnProfile::empty(
+                    "prediction",
+                    kiln_core::schema::FeatureType::Numeric,
+                ),
+            },
             lineage: Lineage {
                 dataset: "d".into(),
                 dataset_version: 1,

@@ -155,6 +155,9 @@ fn check_inputs(task: Task, x: &Transformed, y: &[f64]) -> Result<(), ModelError
     check_target(task, y)
 }
 
+/// Batches at least this large are scored on all cores (each row's result is the same either way).
+const PARALLEL_ROWS: usize = 4096;
+
 fn sigmoid(x: f64) -> f64 {
     1.0 / (1.0 + (-x).exp())
 }
@@ -328,11 +331,13 @@ impl Fitted {
                 },
             },
             Fitted::Gbdt { task, boosters, .. } => match task {
-                Task::Regression => Predictions::Values(boosters[0].predict(&matrix, false)),
+                Task::Regression => {
+                    Predictions::Values(boosters[0].predict(&matrix, x.rows >= PARALLEL_ROWS))
+                }
                 Task::Binary => Predictions::Probabilities {
                     classes: 2,
                     data: boosters[0]
-                        .predict(&matrix, false)
+                        .predict(&matrix, x.rows >= PARALLEL_ROWS)
                         .into_iter()
                         .flat_map(|z| {
                             let p = sigmoid(z);
@@ -341,8 +346,10 @@ impl Fitted {
                         .collect(),
                 },
                 Task::Multiclass { classes } => {
-                    let per_class: Vec<Vec<f64>> =
-                        boosters.iter().map(|b| b.predict(&matrix, false)).collect();
+                    let per_class: Vec<Vec<f64>> = boosters
+                        .iter()
+                        .map(|b| b.predict(&matrix, x.rows >= PARALLEL_ROWS))
+                        .collect();
                     let mut data = Vec::with_capacity(x.rows * classes);
                     for i in 0..x.rows {
                         let scores: Vec<f64> = per_class.iter().map(|p| sigmoid(p[i])).collect();

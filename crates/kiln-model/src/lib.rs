@@ -4,11 +4,13 @@
 //! * [`features`]: the feature pipeline, fitted on training rows and shipped with the model.
 //! * [`learner`]: gradient-boosted trees (forust-ml), the linear baseline and the trivial baseline.
 //! * [`metrics`]: every score Kiln reports, equal to scikit-learn's on the committed fixtures.
-//! * [`artifact`]: the one-file model (pipeline, learner, baseline, reference, lineage).
+//! * [`evaluate`]: metric sets, per-slice metrics, feature importance: what a run measures.
+//! * [`artifact`]: the one-file model (pipeline, learner, baseline, evaluation, reference, lineage).
 //!
 //! Runs, the registry and model cards build on these.
 
 pub mod artifact;
+pub mod evaluate;
 pub mod features;
 pub mod learner;
 pub mod metrics;

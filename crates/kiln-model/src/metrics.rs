@@ -8,7 +8,7 @@
 //!
 //! Classes are indices `0..k`; binary problems use `true` for the positive class.
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::ModelError;
 
@@ -313,7 +313,7 @@ pub fn brier(y: &[bool], p: &[f64]) -> Result<f64> {
 
 /// A reliability diagram: for each non-empty bin of predicted probability, the share of
 /// positives and the mean prediction.
-#[derive(Debug, Clone, PartialEq, Serialize)]
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct CalibrationCurve {
     pub prob_true: Vec<f64>,
     pub prob_pred: Vec<f64>,

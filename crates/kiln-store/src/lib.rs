@@ -1,7 +1,7 @@
 //! Kiln's two stores.
 //!
 //! * [`MetaStore`]: the relational metadata (datasets and their versions; models, their
-//!   versions and aliases with history; later runs and prediction logs) through sqlx, on SQLite by default or PostgreSQL by URL.
+//!   versions and aliases with history; training runs; later prediction logs) through sqlx, on SQLite by default or PostgreSQL by URL.
 //!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
 //!   reports) through `object_store`, on a local folder by default. Every write is atomic and
@@ -12,12 +12,14 @@
 mod artifacts;
 mod meta;
 mod registry;
+mod runs;
 
 use std::path::{Path, PathBuf};
 
 pub use artifacts::{ArtifactStore, VerifiedFile};
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
 pub use registry::{Alias, AliasMove, Expect, ModelVersion};
+pub use runs::{NewRun, Run, RunResult, RunStatus};
 
 use kiln_core::id::ContentId;
 

@@ -22,13 +22,14 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 2] = [
+const MIGRATIONS: [(i64, &str, &str); 3] = [
     (
         1,
         "datasets",
         include_str!("../migrations/0001_datasets.sql"),
     ),
     (2, "models", include_str!("../migrations/0002_models.sql")),
+    (3, "runs", include_str!("../migrations/0003_runs.sql")),
 ];
 
 fn migrator() -> Migrator {

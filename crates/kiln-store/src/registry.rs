@@ -71,6 +71,17 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// An `aliases` row selected as `model, alias, version, revision, updated_at`.
+fn alias_of(r: &sqlx::any::AnyRow) -> Result<Alias> {
+    Ok(Alias {
+        model: r.try_get(0)?,
+        alias: r.try_get(1)?,
+        version: r.try_get(2)?,
+        revision: r.try_get(3)?,
+        updated_at: r.try_get(4)?,
+    })
+}
+
 impl MetaStore {
     /// Registers a new version of `model` (created on its first version); returns it.
     pub async fn add_model_version(
@@ -150,6 +161,35 @@ impl MetaStore {
             .collect()
     }
 
+    /// Names of all registered models, sorted.
+    pub async fn model_names(&self) -> Result<Vec<String>> {
+        let rows = sqlx::query("SELECT name FROM models ORDER BY name")
+            .fetch_all(self.pool())
+            .await?;
+        rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
+    }
+
+    /// One version of a model, if it exists.
+    pub async fn model_version(&self, model: &str, version: i64) -> Result<Option<ModelVersion>> {
+        Ok(self
+            .model_versions(model)
+            .await?
+            .into_iter()
+            .find(|v| v.version == version))
+    }
+
+    /// Every alias of `model`, by name.
+    pub async fn aliases(&self, model: &str) -> Result<Vec<Alias>> {
+        let rows = sqlx::query(
+            "SELECT model, alias, version, revision, updated_at FROM aliases \
+             WHERE model = $1 ORDER BY alias",
+        )
+        .bind(model)
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(alias_of).collect()
+    }
+
     /// Where `alias` of `model` points, if anywhere.
     pub async fn alias(&self, model: &str, alias: &str) -> Result<Option<Alias>> {
         let row = sqlx::query(
@@ -160,16 +200,7 @@ impl MetaStore {
         .bind(alias)
         .fetch_optional(self.pool())
         .await?;
-        row.map(|r| {
-            Ok(Alias {
-                model: r.try_get(0)?,
-                alias: r.try_get(1)?,
-                version: r.try_get(2)?,
-                revision: r.try_get(3)?,
-                updated_at: r.try_get(4)?,
-            })
-        })
-        .transpose()
+        row.as_ref().map(alias_of).transpose()
     }
 
     /// Points `alias` at `version`, if the alias is still as `expect` says; records the move.

@@ -7,7 +7,9 @@ use std::str::FromStr;
 
 use kiln_core::id::ContentId;
 use kiln_core::schema::{Column, FeatureType, Schema};
-use kiln_store::{Expect, MetaStore, NewVersion, PartRef, StoreError};
+use kiln_store::{
+    Expect, MetaStore, NewRun, NewVersion, PartRef, RunResult, RunStatus, StoreError,
+};
 
 fn new_version(dataset: &str, seed: &str) -> NewVersion {
     let id = ContentId::of(seed.as_bytes());
@@ -198,12 +200,59 @@ async fn exercise_registry(store: MetaStore) {
     );
 }
 
+/// Runs: started, finished or failed in place; ids distinct under concurrent starts; JSON and
+/// a u64 seed above i64::MAX survive the round trip.
+async fn exercise_runs(store: MetaStore) {
+    let new = NewRun {
+        dataset: unique("runs"),
+        dataset_version: 3,
+        snapshot_id: ContentId::of(b"snap"),
+        params: serde_json::json!({"learner": "gbdt", "params": {"iterations": 80}}),
+        seed: u64::MAX - 1,
+        code_version: Some("abc123+dirty".into()),
+        kiln_version: "0.1.0".into(),
+    };
+    let (a, b) = tokio::join!(store.start_run(&new), store.start_run(&new));
+    let (a, b) = (a.unwrap(), b.unwrap());
+    assert_ne!(a, b, "two concurrent starts get distinct ids");
+    let running = store.run(a).await.unwrap().unwrap();
+    assert_eq!(running.status, RunStatus::Running);
+    assert_eq!(running.seed, u64::MAX - 1);
+    assert_eq!(running.params["params"]["iterations"], 80);
+    assert!(running.finished_at.is_none());
+    store
+        .finish_run(
+            a,
+            &RunResult {
+                metrics: serde_json::json!({"model": {"rmse": 1.5}}),
+                importance: serde_json::json!([["hr", 0.7]]),
+                timings: serde_json::json!({"fit": 0.1}),
+                artifact_id: ContentId::of(b"model"),
+            },
+        )
+        .await
+        .unwrap();
+    store.fail_run(b, "target `cnt` is constant").await.unwrap();
+    let done = store.run(a).await.unwrap().unwrap();
+    assert_eq!(done.status, RunStatus::Finished);
+    assert_eq!(done.metrics.unwrap()["model"]["rmse"], 1.5);
+    assert_eq!(done.artifact_id, Some(ContentId::of(b"model")));
+    let failed = store.run(b).await.unwrap().unwrap();
+    assert_eq!(failed.status, RunStatus::Failed);
+    assert_eq!(failed.error.as_deref(), Some("target `cnt` is constant"));
+    let recent = store.runs(2).await.unwrap();
+    assert_eq!(recent.len(), 2);
+    assert!(recent[0].id > recent[1].id, "newest first");
+    assert!(store.run(i64::MAX).await.unwrap().is_none());
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
     let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
     exercise(MetaStore::connect(&url).await.unwrap()).await;
     exercise_registry(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_runs(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -221,6 +270,7 @@ async fn postgres_backend() {
     };
     exercise(MetaStore::connect(&url).await.unwrap()).await;
     exercise_registry(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_runs(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]

@@ -1,0 +1,110 @@
+//! The test harness shared by the CLI's end-to-end tests: a temporary project folder and the
+//! real `kiln` binary run in it, with no `KILN_*` variable leaking in from the environment.
+
+#![allow(dead_code)]
+
+use std::collections::BTreeSet;
+use std::path::PathBuf;
+use std::process::{Command, Output};
+
+use serde_json::Value;
+
+pub struct Project {
+    pub dir: tempfile::TempDir,
+}
+
+pub struct Run {
+    pub code: i32,
+    pub stdout: String,
+    pub stderr: String,
+}
+
+impl Run {
+    pub fn json(&self) -> Value {
+        serde_json::from_str(&self.stdout)
+            .unwrap_or_else(|e| panic!("stdout is not JSON ({e}):\n{}", self.stdout))
+    }
+}
+
+pub fn finish(out: Output) -> Run {
+    let run = Run {
+        code: out.status.code().unwrap_or(-1),
+        stdout: String::from_utf8_lossy(&out.stdout).into_owned(),
+        stderr: String::from_utf8_lossy(&out.stderr).into_owned(),
+    };
+    assert!(
+        !run.stderr.contains("panicked"),
+        "kiln panicked:\n{}",
+        run.stderr
+    );
+    run
+}
+
+impl Project {
+    pub fn new() -> Self {
+        Self {
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    pub fn path(&self, rel: &str) -> PathBuf {
+        self.dir.path().join(rel)
+    }
+
+    pub fn write(&self, rel: &str, content: &[u8]) -> PathBuf {
+        let p = self.path(rel);
+        std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+        std::fs::write(&p, content).unwrap();
+        p
+    }
+
+    pub fn config(&self, toml: &str) {
+        self.write("kiln.toml", toml.as_bytes());
+    }
+
+    pub fn command(&self) -> Command {
+        let mut c = Command::new(env!("CARGO_BIN_EXE_kiln"));
+        c.current_dir(self.dir.path());
+        for (k, _) in std::env::vars() {
+            if k.starts_with("KILN_") {
+                c.env_remove(k);
+            }
+        }
+        c
+    }
+
+    pub fn run(&self, args: &[&str]) -> Run {
+        finish(self.command().args(args).output().unwrap())
+    }
+
+    pub fn ok(&self, args: &[&str]) -> Run {
+        let r = self.run(args);
+        assert_eq!(
+            r.code, 0,
+            "kiln {args:?} failed:\n{}\n{}",
+            r.stdout, r.stderr
+        );
+        r
+    }
+
+    /// Every file in the artifact store plus the metadata as `data log --json` sees it.
+    pub fn store_state(&self) -> (BTreeSet<PathBuf>, String) {
+        let mut files = BTreeSet::new();
+        let root = self.path(".kiln/artifacts");
+        if root.exists() {
+            let mut stack = vec![root];
+            while let Some(d) = stack.pop() {
+                for e in std::fs::read_dir(&d).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        stack.push(p);
+                    } else {
+                        files.insert(p);
+                    }
+                }
+            }
+        }
+        let log = self.ok(&["data", "log", "--json"]).stdout;
+        (files, log)
+    }
+}

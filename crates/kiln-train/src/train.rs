@@ -1,0 +1,958 @@
+//! A training run: snapshot → split → feature pipeline → learner and baselines → evaluation →
+//! one-file artifact → run record (→ registered model version).
+//!
+//! The run row is written as soon as the inputs are resolved and completed at the end; a run
+//! that fails on its data (constant target, nothing left to train on) is recorded as failed
+//! with the reason. Nothing time- or machine-dependent enters the artifact (timings live in the
+//! run row), so the same snapshot, recipe and seed give a byte-identical model file, and
+//! therefore the same artifact id.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+use std::sync::Arc;
+use std::time::Instant;
+
+use arrow_array::cast::AsArray;
+use arrow_array::types::{Date32Type, Float64Type, Int32Type, TimestampMicrosecondType};
+use arrow_array::{Array, BooleanArray, RecordBatch, UInt32Array};
+use kiln_core::config::Config;
+use kiln_core::id::ContentId;
+use kiln_core::profile::{CategoryBuilder, ColumnProfile, ColumnStats, NumericBuilder, Profiler};
+use kiln_core::schema::{FeatureType, Schema};
+use kiln_core::table::arrow_schema;
+use kiln_core::value::{format_days, format_timestamp, parse_date, parse_timestamp};
+use kiln_data::DatasetRef;
+use kiln_data::snapshot::{for_each_batch, resolve};
+use kiln_model::artifact::{FORMAT_VERSION, Lineage, ModelArtifact, Reference};
+use kiln_model::evaluate::{
+    self, CrossValidation, DataSummary, Evaluation, MIN_SLICE_ROWS, MetricSet, TargetSummary,
+};
+use kiln_model::features::{Family, FeaturePipeline, FitOptions};
+use kiln_model::learner::{Fitted, Predictions, Task};
+use kiln_model::metrics::calibration_curve;
+use kiln_model::split::{Split, kfold, stratified_split, time_split, time_split_at};
+use kiln_store::{DatasetVersion, ModelVersion, NewRun, RunResult, Store};
+use serde::Serialize;
+
+use crate::spec::{LearnerKind, SplitMethod, TrainSpec};
+use crate::{Result, TrainError};
+
+/// Reports the step a run is on (the CLI shows it as a spinner).
+pub trait Steps: Send + Sync {
+    fn step(&self, what: &str);
+}
+
+/// No display.
+pub struct Quiet;
+impl Steps for Quiet {
+    fn step(&self, _: &str) {}
+}
+
+/// What a finished run produced.
+#[derive(Debug, Clone, Serialize)]
+pub struct TrainOutcome {
+    pub run_id: i64,
+    pub dataset: String,
+    pub dataset_version: i64,
+    pub snapshot_id: ContentId,
+    pub target: String,
+    pub task: Task,
+    pub classes: Vec<String>,
+    pub artifact_id: ContentId,
+    pub artifact_bytes: u64,
+    pub evaluation: Evaluation,
+    pub registered: Option<ModelVersion>,
+    /// Seconds per step.
+    pub timings: BTreeMap<String, f64>,
+}
+
+use crate::input;
+
+/// Which dataset version to train on: the spec's, or the project's only dataset.
+async fn dataset_version(store: &Store, spec: &TrainSpec) -> Result<DatasetVersion> {
+    let r: DatasetRef = match &spec.dataset {
+        Some(d) => d.parse()?,
+        None => {
+            let all = store.meta.datasets().await?;
+            match all.as_slice() {
+                [] => {
+                    return Err(input(
+                        "no datasets yet, so nothing to train on\nhint: `kiln data add FILE --dataset NAME` first",
+                    ));
+                }
+                [one] => DatasetRef {
+                    name: one.name.clone(),
+                    version: None,
+                },
+                many => {
+                    return Err(input(format!(
+                        "this project has {} datasets ({}); say which to train on\nhint: kiln train --dataset NAME[@VERSION], or set `dataset` in [train] of kiln.toml",
+                        many.len(),
+                        many.iter()
+                            .map(|d| d.name.as_str())
+                            .collect::<Vec<_>>()
+                            .join(", ")
+                    )));
+                }
+            }
+        }
+    };
+    Ok(resolve(store, &r).await?)
+}
+
+/// Trains, evaluates and stores a model as a recorded run.
+pub async fn train(
+    store: &Store,
+    config: &Config,
+    scratch: &Path,
+    spec: &TrainSpec,
+    code_version: Option<String>,
+    steps: Arc<dyn Steps>,
+) -> Result<TrainOutcome> {
+    let version = dataset_version(store, spec).await?;
+    let label = format!("{}@{}", version.dataset, version.version);
+    let record = store.meta.dataset(&version.dataset).await?;
+    let target = spec
+        .target
+        .clone()
+        .or_else(|| record.as_ref().and_then(|d| d.target.clone()))
+        .or_else(|| config.dataset(&version.dataset).target)
+        .ok_or_else(|| {
+            input(format!(
+                "no target to learn for `{}`\nhint: set `target` in [datasets.{}] of kiln.toml, or pass --set target=COLUMN",
+                version.dataset, version.dataset
+            ))
+        })?;
+    let columns = || version.schema.names().collect::<Vec<_>>().join(", ");
+    let Some(target_col) = version.schema.column(&target) else {
+        return Err(input(format!(
+            "target `{target}` is not a column of {label}\nhint: columns: {}",
+            columns()
+        )));
+    };
+    if !matches!(
+        target_col.ftype,
+        FeatureType::Numeric | FeatureType::Categorical | FeatureType::Boolean
+    ) {
+        return Err(input(format!(
+            "target `{target}` is a {} column; Kiln learns numeric (regression), categorical or boolean (classification) targets",
+            target_col.ftype
+        )));
+    }
+    for c in &spec.exclude {
+        if version.schema.column(c).is_none() {
+            return Err(input(format!(
+                "excluded column `{c}` is not a column of {label}\nhint: columns: {}",
+                columns()
+            )));
+        }
+    }
+    let time_column = record
+        .as_ref()
+        .and_then(|d| d.time_column.clone())
+        .filter(|t| version.schema.column(t).is_some());
+    let method = match (spec.split.method, &time_column) {
+        (SplitMethod::Auto, Some(_)) | (SplitMethod::Time, Some(_)) => SplitMethod::Time,
+        (SplitMethod::Time, None) => {
+            return Err(input(format!(
+                "split.method = \"time\" needs a time column, and `{}` has none\nhint: `kiln data add FILE --dataset {} --time-column COLUMN`, or --set split.method=random",
+                version.dataset, version.dataset
+            )));
+        }
+        _ => SplitMethod::Random,
+    };
+    if method == SplitMethod::Time && spec.split.folds >= 2 {
+        return Err(input(
+            "cross-validation (split.folds) mixes past and future rows, which a time split exists to prevent\nhint: --set split.method=random to cross-validate, or --set split.folds=0",
+        ));
+    }
+
+    let run_id = store
+        .meta
+        .start_run(&NewRun {
+            dataset: version.dataset.clone(),
+            dataset_version: version.version,
+            snapshot_id: version.snapshot_id.clone(),
+            params: serde_json::to_value(spec).unwrap_or_default(),
+            seed: spec.seed,
+            code_version: code_version.clone(),
+            kiln_version: kiln_core::KILN_VERSION.to_owned(),
+        })
+        .await?;
+    let job = Job {
+        store,
+        scratch,
+        spec,
+        version: &version,
+        target: &target,
+        time_column: time_column.as_deref(),
+        method,
+        code_version,
+        steps,
+    };
+    match job.run(run_id).await {
+        Ok(outcome) => Ok(outcome),
+        Err(e) => {
+            // Keep the reason with the run; the original error is what the caller sees.
+            if let Err(record) = store.meta.fail_run(run_id, &e.to_string()).await {
+                tracing::error!(run = run_id, error = %record, "could not record the failed run");
+            }
+            Err(e)
+        }
+    }
+}
+
+struct Job<'a> {
+    store: &'a Store,
+    scratch: &'a Path,
+    spec: &'a TrainSpec,
+    version: &'a DatasetVersion,
+    target: &'a str,
+    time_column: Option<&'a str>,
+    method: SplitMethod,
+    code_version: Option<String>,
+    steps: Arc<dyn Steps>,
+}
+
+/// The target as numbers (class indices for classifiers) and which rows have one.
+struct Target {
+    task: Task,
+    classes: Vec<String>,
+    /// One value per row; NaN where missing.
+    values: Vec<f64>,
+}
+
+fn target_values(
+    batch: &RecordBatch,
+    name: &str,
+    ftype: FeatureType,
+    label: &str,
+) -> Result<Target> {
+    let array = batch
+        .column_by_name(name)
+        .ok_or_else(|| input(format!("target `{name}` is missing from {label}")))?;
+    let n = array.len();
+    match ftype {
+        FeatureType::Numeric => {
+            let a = array.as_primitive::<Float64Type>();
+            let values: Vec<f64> = (0..n)
+                .map(|i| {
+                    if a.is_valid(i) && a.value(i).is_finite() {
+                        a.value(i)
+                    } else {
+                        f64::NAN
+                    }
+                })
+                .collect();
+            Ok(Target {
+                task: Task::Regression,
+                classes: Vec::new(),
+                values,
+            })
+        }
+        _ => {
+            let text: Vec<Option<String>> = match ftype {
+                FeatureType::Boolean => {
+                    let a = array.as_boolean();
+                    (0..n)
+                        .map(|i| a.is_valid(i).then(|| a.value(i).to_string()))
+                        .collect()
+                }
+                _ => {
+                    let d = array.as_dictionary::<Int32Type>();
+                    let dict = d.values().as_string::<i32>();
+                    d.keys()
+                        .iter()
+                        .map(|k| k.map(|k| dict.value(k as usize).to_owned()))
+                        .collect()
+                }
+            };
+            let mut classes: Vec<String> = text.iter().flatten().cloned().collect();
+            classes.sort();
+            classes.dedup();
+            let values = text
+                .iter()
+                .map(|t| match t {
+                    Some(t) => classes
+                        .binary_search(t)
+                        .map(|i| i as f64)
+                        .unwrap_or(f64::NAN),
+                    None => f64::NAN,
+                })
+                .collect();
+            let task = if classes.len() <= 2 {
+                Task::Binary
+            } else {
+                Task::Multiclass {
+                    classes: classes.len(),
+                }
+            };
+            Ok(Target {
+                task,
+                classes,
+                values,
+            })
+        }
+    }
+}
+
+/// Times of a date or timestamp column in microseconds since the epoch.
+fn times_of(batch: &RecordBatch, name: &str) -> Vec<Option<i64>> {
+    let Some(a) = batch.column_by_name(name) else {
+        return vec![None; batch.num_rows()];
+    };
+    if let Some(t) = a.as_primitive_opt::<TimestampMicrosecondType>() {
+        t.iter().collect()
+    } else if let Some(d) = a.as_primitive_opt::<Date32Type>() {
+        d.iter()
+            .map(|v| v.map(|days| i64::from(days) * 86_400_000_000))
+            .collect()
+    } else {
+        vec![None; batch.num_rows()]
+    }
+}
+
+fn format_time(micros: i64, is_date: bool) -> String {
+    if is_date {
+        format_days((micros / 86_400_000_000) as i32)
+    } else {
+        format_timestamp(micros)
+    }
+}
+
+fn take(batch: &RecordBatch, rows: &[usize]) -> Result<RecordBatch> {
+    let idx = UInt32Array::from(rows.iter().map(|r| *r as u32).collect::<Vec<_>>());
+    arrow_select::take::take_record_batch(batch, &idx)
+        .map_err(|e| TrainError::Io(std::io::Error::other(e)))
+}
+
+fn secs(t: Instant) -> f64 {
+    (t.elapsed().as_secs_f64() * 1e4).round() / 1e4
+}
+
+impl Job<'_> {
+    async fn run(self, run_id: i64) -> Result<TrainOutcome> {
+        let mut timings = BTreeMap::new();
+        let label = format!("{}@{}", self.version.dataset, self.version.version);
+        let schema = &self.version.schema;
+
+        self.steps.step(&format!("reading {label}"));
+        let t = Instant::now();
+        let mut batches = Vec::new();
+        for_each_batch(self.store, self.scratch, self.version, |b| {
+            batches.push(b);
+            Ok(())
+        })
+        .await?;
+        let all = arrow_select::concat::concat_batches(&arrow_schema(schema), &batches)
+            .map_err(|e| TrainError::Io(std::io::Error::other(e)))?;
+        drop(batches);
+        timings.insert("read".to_owned(), secs(t));
+
+        let spec = self.spec;
+        let target_type = schema
+            .column(self.target)
+            .map(|c| c.ftype)
+            .unwrap_or(FeatureType::Numeric);
+        // Training is CPU work: keep it off the async runtime's threads.
+        let job = Prepared {
+            all,
+            schema: schema.clone(),
+            target: self.target.to_owned(),
+            target_type,
+            label: label.clone(),
+            time_column: self.time_column.map(str::to_owned),
+            method: self.method,
+            spec: spec.clone(),
+            steps: self.steps.clone(),
+        };
+        let fitted = tokio::task::spawn_blocking(move || job.fit())
+            .await
+            .map_err(|e| TrainError::Io(std::io::Error::other(e)))??;
+        timings.extend(fitted.timings.clone());
+
+        self.steps.step("saving the model");
+        let t = Instant::now();
+        let artifact = ModelArtifact {
+            format_version: FORMAT_VERSION,
+            task: fitted.task,
+            target: self.target.to_owned(),
+            classes: fitted.classes.clone(),
+            schema: fitted.inputs.clone(),
+            pipeline: fitted.pipeline,
+            model: fitted.model,
+            baseline: fitted.baseline,
+            evaluation: fitted.evaluation.clone(),
+            reference: fitted.reference,
+            lineage: Lineage {
+                dataset: self.version.dataset.clone(),
+                dataset_version: self.version.version,
+                snapshot_id: self.version.snapshot_id.to_string(),
+                params: serde_json::to_value(spec).unwrap_or_default(),
+                seed: spec.seed,
+                kiln_version: kiln_core::KILN_VERSION.to_owned(),
+                code_version: self.code_version.clone(),
+            },
+        };
+        let bytes = artifact.to_bytes()?;
+        let size = bytes.len() as u64;
+        let artifact_id = self.store.put_bytes("model", bytes.into()).await?;
+        timings.insert("save".to_owned(), secs(t));
+
+        let metrics = serde_json::to_value(&fitted.evaluation.metrics).unwrap_or_default();
+        self.store
+            .meta
+            .finish_run(
+                run_id,
+                &RunResult {
+                    metrics,
+                    importance: serde_json::to_value(&fitted.evaluation.importance)
+                        .unwrap_or_default(),
+                    timings: serde_json::to_value(&timings).unwrap_or_default(),
+                    artifact_id: artifact_id.clone(),
+                },
+            )
+            .await?;
+        let registered = match &spec.register {
+            Some(name) => Some(
+                self.store
+                    .meta
+                    .add_model_version(name, &artifact_id, Some(&run_id.to_string()))
+                    .await?,
+            ),
+            None => None,
+        };
+        tracing::info!(run = run_id, artifact = %artifact_id, "run finished");
+        Ok(TrainOutcome {
+            run_id,
+            dataset: self.version.dataset.clone(),
+            dataset_version: self.version.version,
+            snapshot_id: self.version.snapshot_id.clone(),
+            target: self.target.to_owned(),
+            task: fitted.task,
+            classes: fitted.classes,
+            artifact_id,
+            artifact_bytes: size,
+            evaluation: fitted.evaluation,
+            registered,
+            timings,
+        })
+    }
+}
+
+/// The CPU part of a run, on a blocking thread.
+struct Prepared {
+    all: RecordBatch,
+    schema: Schema,
+    target: String,
+    target_type: FeatureType,
+    label: String,
+    time_column: Option<String>,
+    method: SplitMethod,
+    spec: TrainSpec,
+    steps: Arc<dyn Steps>,
+}
+
+struct FitResult {
+    task: Task,
+    classes: Vec<String>,
+    inputs: Schema,
+    pipeline: FeaturePipeline,
+    model: Fitted,
+    baseline: Fitted,
+    evaluation: Evaluation,
+    reference: Reference,
+    timings: BTreeMap<String, f64>,
+}
+
+fn family(learner: LearnerKind) -> Family {
+    match learner {
+        LearnerKind::Gbdt => Family::Trees,
+        LearnerKind::Linear => Family::Linear,
+    }
+}
+
+/// Fits the spec's learner on `x` with its seed.
+fn fit_learner(
+    spec: &TrainSpec,
+    task: Task,
+    x: &kiln_model::features::Transformed,
+    y: &[f64],
+) -> Result<Fitted> {
+    Ok(match spec.learner {
+        LearnerKind::Gbdt => Fitted::fit_gbdt(task, &spec.gbdt.params(spec.seed), x, y)?,
+        LearnerKind::Linear => Fitted::fit_linear(task, spec.linear.l2, x, y)?,
+    })
+}
+
+impl Prepared {
+    fn fit(mut self) -> Result<FitResult> {
+        let empty = RecordBatch::new_empty(self.all.schema());
+        let all = std::mem::replace(&mut self.all, empty);
+        let mut timings = BTreeMap::new();
+        let spec = &self.spec;
+        let label = &self.label;
+        let rows_total = all.num_rows() as u64;
+        if rows_total == 0 {
+            return Err(input(format!("{label} has no rows to train on")));
+        }
+
+        // Rows without a target cannot teach anything.
+        let t = Instant::now();
+        let raw = target_values(&all, &self.target, self.target_type, label)?;
+        let keep: Vec<bool> = raw.values.iter().map(|v| v.is_finite()).collect();
+        let kept = keep.iter().filter(|k| **k).count();
+        let missing_target = rows_total - kept as u64;
+        if kept == 0 {
+            return Err(input(format!(
+                "no row of {label} has a value for the target `{}` ({rows_total} rows, all missing): a training set with zero rows",
+                self.target
+            )));
+        }
+        let (batch, target) = if missing_target > 0 {
+            let mask = BooleanArray::from(keep.clone());
+            let b = arrow_select::filter::filter_record_batch(&all, &mask)
+                .map_err(|e| TrainError::Io(std::io::Error::other(e)))?;
+            // Re-derive classes from the kept rows only.
+            let t = target_values(&b, &self.target, self.target_type, label)?;
+            (b, t)
+        } else {
+            (all.clone(), raw)
+        };
+        drop(all);
+        let Target {
+            task,
+            classes,
+            values: y,
+        } = target;
+        match task {
+            Task::Regression => {
+                let (lo, hi) = y
+                    .iter()
+                    .fold((f64::INFINITY, f64::NEG_INFINITY), |(a, b), v| {
+                        (a.min(*v), b.max(*v))
+                    });
+                if lo == hi {
+                    return Err(input(format!(
+                        "the target `{}` is constant in {label} (every row is {lo}): there is nothing to learn",
+                        self.target
+                    )));
+                }
+            }
+            _ if classes.len() < 2 => {
+                return Err(input(format!(
+                    "the target `{}` is constant in {label} (every row is `{}`): a classifier needs at least two classes",
+                    self.target,
+                    classes.first().map(String::as_str).unwrap_or("")
+                )));
+            }
+            _ => {}
+        }
+
+        // Split.
+        self.steps.step("splitting");
+        let n = batch.num_rows();
+        let labels: Option<Vec<usize>> =
+            (task != Task::Regression).then(|| y.iter().map(|v| *v as usize).collect());
+        let mut time_info = None;
+        let split: Split = match self.method {
+            SplitMethod::Time => {
+                let tc = self.time_column.clone().unwrap_or_default();
+                let is_date = self
+                    .schema
+                    .column(&tc)
+                    .map(|c| c.ftype == FeatureType::Date)
+                    .unwrap_or(true);
+                let times = times_of(&batch, &tc);
+                let s = match &spec.split.cutoff {
+                    Some(c) => {
+                        let cutoff = parse_date(c)
+                            .map(|d| i64::from(d) * 86_400_000_000)
+                            .or_else(|| parse_timestamp(c))
+                            .ok_or_else(|| {
+                                input(format!(
+                                    "split.cutoff `{c}` is not a date or timestamp (e.g. 2012-07-01)"
+                                ))
+                            })?;
+                        time_split_at(&times, cutoff)
+                    }
+                    None => time_split(&times, spec.split.valid_fraction)?,
+                };
+                time_info = Some((tc, is_date, times));
+                s
+            }
+            _ => stratified_split(n, labels.as_deref(), spec.split.valid_fraction, spec.seed)?,
+        };
+        let range = |rows: &[usize]| -> Option<(String, String)> {
+            let (_, is_date, times) = time_info.as_ref()?;
+            let ts: Vec<i64> = rows.iter().filter_map(|r| times[*r]).collect();
+            Some((
+                format_time(*ts.iter().min()?, *is_date),
+                format_time(*ts.iter().max()?, *is_date),
+            ))
+        };
+        let split_text = match (&time_info, &spec.split.cutoff) {
+            (Some((tc, ..)), Some(c)) => {
+                format!("time on `{tc}`: validate on rows at or after {c}")
+            }
+            (Some((tc, ..)), None) => format!(
+                "time on `{tc}`: validate on the most recent {:.0}% of rows",
+                spec.split.valid_fraction * 100.0
+            ),
+            (None, _) => format!(
+                "random{}: {:.0}% of rows validate (seed {})",
+                if labels.is_some() {
+                    ", stratified by class"
+                } else {
+                    ""
+                },
+                spec.split.valid_fraction * 100.0,
+                spec.seed
+            ),
+        };
+        if split.train.is_empty() {
+            return Err(input(format!(
+                "the split leaves no rows to train on ({split_text}; {n} rows): a training set with zero rows\nhint: move split.cutoff later or lower split.valid_fraction"
+            )));
+        }
+        if split.valid.is_empty() {
+            return Err(input(format!(
+                "the split leaves no rows to validate on ({split_text}; {n} rows)\nhint: move split.cutoff earlier or raise split.valid_fraction"
+            )));
+        }
+        let train_batch = take(&batch, &split.train)?;
+        let valid_batch = take(&batch, &split.valid)?;
+        let y_train: Vec<f64> = split.train.iter().map(|i| y[*i]).collect();
+        let y_valid: Vec<f64> = split.valid.iter().map(|i| y[*i]).collect();
+        timings.insert("split".to_owned(), secs(t));
+
+        let opts = FitOptions {
+            target: self.target.clone(),
+            exclude: spec.exclude.clone(),
+        };
+
+        // Cross-validation of the recipe, when asked.
+        let cross_validation = if spec.split.folds >= 2 {
+            self.steps
+                .step(&format!("cross-validating ({} folds)", spec.split.folds));
+            let t = Instant::now();
+            let folds = kfold(n, labels.as_deref(), spec.split.folds, spec.seed)?;
+            let metric = evaluate::primary_metric(task).to_owned();
+            let mut values = Vec::new();
+            for f in &folds {
+                let (bt, bv) = (take(&batch, &f.train)?, take(&batch, &f.valid)?);
+                let yt: Vec<f64> = f.train.iter().map(|i| y[*i]).collect();
+                let yv: Vec<f64> = f.valid.iter().map(|i| y[*i]).collect();
+                let p = FeaturePipeline::fit(&self.schema, &bt, &yt, family(spec.learner), &opts)?;
+                let m = fit_learner(spec, task, &p.transform(&bt)?, &yt)?;
+                let pred = m.predict(&p.transform(&bv)?);
+                let s = evaluate::score(task, &classes, &yv, &pred)?;
+                values.push(s.get(&metric).copied().unwrap_or(f64::NAN));
+            }
+            let mean = values.iter().sum::<f64>() / values.len() as f64;
+            let var = values.iter().map(|v| (v - mean).powi(2)).sum::<f64>()
+                / (values.len().max(2) - 1) as f64;
+            timings.insert("cross_validation".to_owned(), secs(t));
+            Some(CrossValidation {
+                folds: spec.split.folds,
+                metric,
+                values,
+                mean,
+                std: var.sqrt(),
+            })
+        } else {
+            None
+        };
+
+        // Fit.
+        self.steps.step(&format!(
+            "fitting {} on {} rows",
+            match spec.learner {
+                LearnerKind::Gbdt => "gradient-boosted trees",
+                LearnerKind::Linear => "a linear model",
+            },
+            split.train.len()
+        ));
+        let t = Instant::now();
+        let pipeline = FeaturePipeline::fit(
+            &self.schema,
+            &train_batch,
+            &y_train,
+            family(spec.learner),
+            &opts,
+        )?;
+        let x_train = pipeline.transform(&train_batch)?;
+        timings.insert("features".to_owned(), secs(t));
+        let t = Instant::now();
+        let model = fit_learner(spec, task, &x_train, &y_train)?;
+        timings.insert("fit".to_owned(), secs(t));
+        drop(x_train);
+
+        self.steps.step("evaluating against the baselines");
+        let t = Instant::now();
+        let baseline = Fitted::fit_baseline(task, &y_train)?;
+        let x_valid = pipeline.transform(&valid_batch)?;
+        let p_model = model.predict(&x_valid);
+        let p_base = baseline.predict(&x_valid);
+        let mut metrics: BTreeMap<String, MetricSet> = BTreeMap::new();
+        metrics.insert(
+            "model".into(),
+            evaluate::score(task, &classes, &y_valid, &p_model)?,
+        );
+        metrics.insert(
+            "baseline".into(),
+            evaluate::score(task, &classes, &y_valid, &p_base)?,
+        );
+        let mut limitations = Vec::new();
+        if spec.learner == LearnerKind::Gbdt {
+            // The linear baseline: what a simple model reaches on the same rows.
+            let linear =
+                FeaturePipeline::fit(&self.schema, &train_batch, &y_train, Family::Linear, &opts)
+                    .and_then(|p| {
+                        let m = Fitted::fit_linear(
+                            task,
+                            spec.linear.l2,
+                            &p.transform(&train_batch)?,
+                            &y_train,
+                        )?;
+                        Ok(m.predict(&p.transform(&valid_batch)?))
+                    })
+                    .and_then(|p| evaluate::score(task, &classes, &y_valid, &p));
+            match linear {
+                Ok(m) => {
+                    metrics.insert("linear".into(), m);
+                }
+                Err(e) => limitations.push(format!("the linear baseline could not be fitted: {e}")),
+            }
+        }
+        let calibration = match (&p_model, task) {
+            (Predictions::Probabilities { data, .. }, Task::Binary) => {
+                let truth: Vec<bool> = y_valid.iter().map(|v| *v == 1.0).collect();
+                let p1: Vec<f64> = data.chunks(2).map(|r| r[1]).collect();
+                calibration_curve(&truth, &p1, 10).ok()
+            }
+            _ => None,
+        };
+        let mut skip = spec.exclude.clone();
+        skip.push(self.target.clone());
+        let slices = evaluate::slices(
+            task,
+            &self.schema,
+            &valid_batch,
+            &y_valid,
+            &p_model,
+            &p_base,
+            &skip,
+        );
+        let importance = evaluate::importance(&model, &pipeline.features);
+
+        // What the validation rows did not cover.
+        limitations.extend(self.limitations(&pipeline, &train_batch, &valid_batch, &skip));
+        for (col, count) in &x_valid.unknown {
+            limitations.push(format!(
+                "{count} validation rows have a `{col}` value never seen in training; the model treats it as missing"
+            ));
+        }
+        if split.valid.len() < 1000 {
+            limitations.push(format!(
+                "validated on only {} rows: the metrics are noisy",
+                split.valid.len()
+            ));
+        }
+        if missing_target > 0 {
+            limitations.push(format!(
+                "{missing_target} rows without a target were left out of training and validation"
+            ));
+        }
+        if !split.excluded.is_empty() {
+            limitations.push(format!(
+                "{} rows without a time were left out of the time split",
+                split.excluded.len()
+            ));
+        }
+
+        // Reference for monitoring: training rows, and predictions on validation rows.
+        let mut profiler = Profiler::new(&self.schema);
+        profiler.push(&train_batch);
+        let prediction_profile = prediction_profile(&p_model, &classes);
+        timings.insert("evaluate".to_owned(), secs(t));
+
+        let inputs = Schema::new(
+            pipeline
+                .columns
+                .iter()
+                .filter(|c| {
+                    !matches!(
+                        c.transform,
+                        kiln_model::features::ColumnTransform::Dropped { .. }
+                    )
+                })
+                .map(|c| kiln_core::schema::Column {
+                    name: c.name.clone(),
+                    ftype: c.ftype,
+                })
+                .collect(),
+        );
+        let evaluation = Evaluation {
+            primary: evaluate::primary_metric(task).to_owned(),
+            metrics,
+            calibration,
+            slices,
+            importance,
+            data: DataSummary {
+                rows: rows_total,
+                missing_target,
+                missing_time: split.excluded.len() as u64,
+                split: split_text,
+                train_rows: split.train.len() as u64,
+                valid_rows: split.valid.len() as u64,
+                train_time: range(&split.train),
+                valid_time: range(&split.valid),
+                target: TargetSummary::of(task, &classes, &y_train),
+            },
+            cross_validation,
+            limitations,
+        };
+        Ok(FitResult {
+            task,
+            classes,
+            inputs,
+            pipeline,
+            model,
+            baseline,
+            evaluation,
+            reference: Reference {
+                features: profiler.finish(),
+                predictions: prediction_profile,
+            },
+            timings,
+        })
+    }
+
+    /// Categories seen in training but absent (or rare) in validation, and numeric ranges
+    /// validation did not reach.
+    fn limitations(
+        &self,
+        pipeline: &FeaturePipeline,
+        train: &RecordBatch,
+        valid: &RecordBatch,
+        skip: &[String],
+    ) -> Vec<String> {
+        let mut out = Vec::new();
+        for col in &pipeline.columns {
+            if skip.contains(&col.name)
+                || matches!(
+                    col.transform,
+                    kiln_model::features::ColumnTransform::Dropped { .. }
+                )
+            {
+                continue;
+            }
+            let (Some(tr), Some(va)) = (
+                train.column_by_name(&col.name),
+                valid.column_by_name(&col.name),
+            ) else {
+                continue;
+            };
+            match col.ftype {
+                FeatureType::Categorical => {
+                    let counts = |a: &dyn Array| -> BTreeMap<String, usize> {
+                        let mut m = BTreeMap::new();
+                        if let Some(d) = a.as_dictionary_opt::<Int32Type>()
+                            && let Some(v) = d.values().as_string_opt::<i32>()
+                        {
+                            for k in d.keys().iter().flatten() {
+                                *m.entry(v.value(k as usize).to_owned()).or_insert(0) += 1;
+                            }
+                        }
+                        m
+                    };
+                    let (ct, cv) = (counts(tr.as_ref()), counts(va.as_ref()));
+                    let absent: Vec<&str> = ct
+                        .keys()
+                        .filter(|k| !cv.contains_key(*k))
+                        .map(String::as_str)
+                        .collect();
+                    if !absent.is_empty() && absent.len() <= 20 {
+                        out.push(format!(
+                            "`{}` = {} never occurs in the validation rows: performance there is unmeasured",
+                            col.name,
+                            absent.join(", ")
+                        ));
+                    } else if absent.len() > 20 {
+                        out.push(format!(
+                            "{} values of `{}` never occur in the validation rows: performance there is unmeasured",
+                            absent.len(),
+                            col.name
+                        ));
+                    }
+                    let rare: Vec<&str> = cv
+                        .iter()
+                        .filter(|(_, n)| **n < MIN_SLICE_ROWS)
+                        .map(|(k, _)| k.as_str())
+                        .collect();
+                    if !rare.is_empty() && rare.len() <= 20 {
+                        out.push(format!(
+                            "`{}` = {} has fewer than {MIN_SLICE_ROWS} validation rows: too few to measure",
+                            col.name,
+                            rare.join(", ")
+                        ));
+                    }
+                }
+                FeatureType::Numeric => {
+                    let range = |a: &dyn Array| -> Option<(f64, f64)> {
+                        let p = a.as_primitive_opt::<Float64Type>()?;
+                        let mut it = p.iter().flatten().filter(|v| v.is_finite());
+                        let first = it.next()?;
+                        Some(it.fold((first, first), |(lo, hi), v| (lo.min(v), hi.max(v))))
+                    };
+                    if let (Some((tl, th)), Some((vl, vh))) =
+                        (range(tr.as_ref()), range(va.as_ref()))
+                    {
+                        let span = (th - tl).abs().max(f64::MIN_POSITIVE);
+                        // Report only when validation misses a tenth of the training range.
+                        if (vl - tl) / span > 0.1 || (th - vh) / span > 0.1 {
+                            out.push(format!(
+                                "`{}` spans {} .. {} in training but only {} .. {} in validation",
+                                col.name,
+                                kiln_core::table::format_number(tl),
+                                kiln_core::table::format_number(th),
+                                kiln_core::table::format_number(vl),
+                                kiln_core::table::format_number(vh)
+                            ));
+                        }
+                    }
+                }
+                _ => {}
+            }
+        }
+        out
+    }
+}
+
+/// The profile of predictions: the values (regression) or the predicted classes.
+fn prediction_profile(p: &Predictions, classes: &[String]) -> ColumnProfile {
+    match p {
+        Predictions::Values(v) => {
+            let mut b = NumericBuilder::default();
+            for x in v {
+                b.push(*x);
+            }
+            let mut c = ColumnProfile::empty("prediction", FeatureType::Numeric);
+            c.rows = v.len() as u64;
+            c.stats = ColumnStats::Numeric(b.finish());
+            c
+        }
+        Predictions::Probabilities { .. } => {
+            let mut b = CategoryBuilder::default();
+            let predicted = p.classes().unwrap_or_default();
+            for k in &predicted {
+                b.push_n(classes.get(*k).map(String::as_str).unwrap_or("?"), 1);
+            }
+            let mut c = ColumnProfile::empty("prediction", FeatureType::Categorical);
+            c.rows = predicted.len() as u64;
+            c.stats = ColumnStats::Categorical(b.finish());
+            c
+        }
+    }
+}
