@@ -157,12 +157,20 @@ pub fn slices(
                 let Some(values) = dict.values().as_string_opt::<i32>() else {
                     continue;
                 };
+                // Rows per dictionary key, then keys merged by value (a dictionary may
+                // hold a value twice after batches were concatenated).
+                let mut per_key: Vec<Vec<usize>> = vec![Vec::new(); values.len()];
                 for (i, k) in dict.keys().iter().enumerate() {
-                    if let Some(k) = k {
+                    if let Some(rows) = k.and_then(|k| per_key.get_mut(k as usize)) {
+                        rows.push(i);
+                    }
+                }
+                for (k, rows) in per_key.into_iter().enumerate() {
+                    if !rows.is_empty() {
                         groups
-                            .entry(values.value(k as usize).to_owned())
+                            .entry(values.value(k).to_owned())
                             .or_default()
-                            .push(i);
+                            .extend(rows);
                     }
                 }
             }

@@ -3,6 +3,7 @@
 //! * [`split`]: time, stratified and k-fold splits (the time split never trains on the future).
 //! * [`features`]: the feature pipeline, fitted on training rows and shipped with the model.
 //! * [`learner`]: gradient-boosted trees (forust-ml), the linear baseline and the trivial baseline.
+//! * [`forest`]: the trees flattened for fast, bit-identical scoring.
 //! * [`metrics`]: every score Kiln reports, equal to scikit-learn's on the committed fixtures.
 //! * [`evaluate`]: metric sets, per-slice metrics, feature importance: what a run measures.
 //! * [`artifact`]: the one-file model (pipeline, learner, baseline, evaluation, reference, lineage).
@@ -12,6 +13,7 @@
 pub mod artifact;
 pub mod evaluate;
 pub mod features;
+pub mod forest;
 pub mod learner;
 pub mod metrics;
 pub mod split;

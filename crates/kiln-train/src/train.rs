@@ -37,6 +37,9 @@ use serde::Serialize;
 use crate::spec::{LearnerKind, SplitMethod, TrainSpec};
 use crate::{Result, TrainError};
 
+/// Training rows the linear baseline is fitted on, at most.
+const LINEAR_BASELINE_ROWS: usize = 200_000;
+
 /// Reports the step a run is on (the CLI shows it as a spinner).
 pub trait Steps: Send + Sync {
     fn step(&self, what: &str);
@@ -705,15 +708,30 @@ impl Prepared {
         );
         let mut limitations = Vec::new();
         if spec.learner == LearnerKind::Gbdt {
-            // The linear baseline: what a simple model reaches on the same rows.
+            // The linear baseline: what a simple model reaches on the same features. Its cost
+            // grows with rows × one-hot columns², so big training sets lend it an evenly
+            // spaced sample (validation always uses every row).
+            let (lin_batch, lin_y) = if split.train.len() > LINEAR_BASELINE_ROWS {
+                let step = split.train.len().div_ceil(LINEAR_BASELINE_ROWS);
+                let rows: Vec<usize> = (0..split.train.len()).step_by(step).collect();
+                limitations.push(format!(
+                    "the linear baseline was fitted on every {step}th training row ({} of {})",
+                    rows.len(),
+                    split.train.len()
+                ));
+                let y: Vec<f64> = rows.iter().map(|i| y_train[*i]).collect();
+                (take(&train_batch, &rows)?, y)
+            } else {
+                (train_batch.clone(), y_train.clone())
+            };
             let linear =
-                FeaturePipeline::fit(&self.schema, &train_batch, &y_train, Family::Linear, &opts)
+                FeaturePipeline::fit(&self.schema, &lin_batch, &lin_y, Family::Linear, &opts)
                     .and_then(|p| {
                         let m = Fitted::fit_linear(
                             task,
                             spec.linear.l2,
-                            &p.transform(&train_batch)?,
-                            &y_train,
+                            &p.transform(&lin_batch)?,
+                            &lin_y,
                         )?;
                         Ok(m.predict(&p.transform(&valid_batch)?))
                     })
@@ -857,12 +875,22 @@ impl Prepared {
             match col.ftype {
                 FeatureType::Categorical => {
                     let counts = |a: &dyn Array| -> BTreeMap<String, usize> {
+                        // Count per dictionary key first: one string per distinct value,
+                        // not one per row.
                         let mut m = BTreeMap::new();
                         if let Some(d) = a.as_dictionary_opt::<Int32Type>()
                             && let Some(v) = d.values().as_string_opt::<i32>()
                         {
+                            let mut per_key = vec![0usize; v.len()];
                             for k in d.keys().iter().flatten() {
-                                *m.entry(v.value(k as usize).to_owned()).or_insert(0) += 1;
+                                if let Some(c) = per_key.get_mut(k as usize) {
+                                    *c += 1;
+                                }
+                            }
+                            for (k, n) in per_key.into_iter().enumerate() {
+                                if n > 0 {
+                                    *m.entry(v.value(k).to_owned()).or_insert(0) += n;
+                                }
                             }
                         }
                         m
