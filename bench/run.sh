@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kiln benchmarks: Kiln against the Python baselines, measured in the same run.
 #
-#   bench/run.sh [scenario...]        (default: ingest; known: ingest, train)
+#   bench/run.sh [scenario...]        (default: ingest; known: ingest, train, scale)
 #
 # Runs setup.sh (venv with the pinned baselines) and, for ingest,
 # fetch-data.sh (data from the npm registry), then each scenario. A scenario is a shell function
@@ -283,6 +283,87 @@ fit s for the baselines: the \`fit\` call alone, on features prepared with panda
   report train "$table" "$text" "$versions"
 }
 
+# scale: training and batch scoring at 3M rows (flights-3m.parquet): `kiln train`
+# and `kiln predict` against LightGBM and HistGradientBoosting with their
+# defaults (bench/python/train_flights.py). Same split (before / from
+# 2001-06-01), same features (hour, day of week, month, day of year,
+# is-weekend, distance, origin, destination). Kiln's fit = its pipeline fit and
+# transform + the trees (timings recorded by the run); scoring = the pipeline
+# and the trees (`score_seconds`), also reported end to end (read and validate
+# the file, score, write Parquet).
+scenario_scale() {
+  local data=$KILN_BENCH_DATA/flights-3m.parquet i fields table text versions home
+  local -a l_rmse l_fit l_te l_1m h_rmse h_fit k_rmse k_fit k_te k_1m k_te_all k_1m_all
+  "$BENCH_PY" - "$data" "$SCRATCH" <<'PY' || die "could not write the scoring inputs"
+import sys, pyarrow as pa, pyarrow.compute as pc, pyarrow.parquet as pq
+t = pq.read_table(sys.argv[1])
+cut = pa.scalar(pa.scalar("2001-06-01").cast(pa.timestamp("us")).value, type=t["date"].type)
+pq.write_table(t.filter(pc.greater_equal(t["date"], cut)), f"{sys.argv[2]}/test.parquet")
+pq.write_table(t.slice(0, 1_000_000), f"{sys.argv[2]}/first-1m.parquet")
+PY
+  for ((i = 1; i <= REPEAT; i++)); do
+    log "scale: run $i/$REPEAT LightGBM + HistGradientBoosting"
+    timed "scale-python-$i" "$BENCH_PY" "$BENCH_DIR/python/train_flights.py" "$data"
+    fields=$(json_fields train_flights.py "$T_OUT" lightgbm.rmse lightgbm.fit_seconds \
+      lightgbm.predict_test_rows_per_s lightgbm.predict_1m_rows_per_s hgb.rmse hgb.fit_seconds)
+    read -r a b c d e f <<<"$fields"
+    l_rmse+=("$a") l_fit+=("$b") l_te+=("$c") l_1m+=("$d") h_rmse+=("$e") h_fit+=("$f")
+    if [[ $PANDAS_ONLY != 1 ]]; then
+      log "scale: run $i/$REPEAT kiln"
+      home=$SCRATCH/scale-home-$i
+      "$KILN" --home "$home" data add "$data" --dataset flights --time-column date --target delay -q
+      timed "scale-kiln-train-$i" "$KILN" --home "$home" train -d flights \
+        --set split.cutoff=2001-06-01 --set register=flights --json
+      fields=$(json_fields "kiln train" "$(tr -d '\n' <<<"$T_OUT")" evaluation.metrics.model.rmse timings.features timings.fit)
+      read -r a b c <<<"$fields"
+      k_rmse+=("$a") k_fit+=("$(fmt '%.3f' "$b + $c")")
+      for what in test first-1m; do
+        timed "scale-kiln-predict-$what-$i" "$KILN" --home "$home" predict -m flights \
+          -i "$SCRATCH/$what.parquet" -o "$SCRATCH/scored-$what.parquet" --json
+        fields=$(json_fields "kiln predict" "$(tr -d '\n' <<<"$T_OUT")" outcome.rows outcome.score_seconds outcome.total_seconds)
+        read -r a b c <<<"$fields"
+        if [[ $what == test ]]; then
+          k_te+=("$(fmt '%.0f' "$a / $b")") k_te_all+=("$(fmt '%.0f' "$a / $c")")
+        else
+          k_1m+=("$(fmt '%.0f' "$a / $b")") k_1m_all+=("$(fmt '%.0f' "$a / $c")")
+        fi
+      done
+      rm -rf "$home"
+    fi
+  done
+  log "scale: LightGBM fit ${l_fit[*]} s, RMSE ${l_rmse[*]}${k_fit:+; kiln fit ${k_fit[*]} s, RMSE ${k_rmse[*]}}"
+  local lr lf hr hf best best_name
+  lr=$(median "${l_rmse[@]}") lf=$(median "${l_fit[@]}") hr=$(median "${h_rmse[@]}") hf=$(median "${h_fit[@]}")
+  if awk "BEGIN { exit !($lr <= $hr) }"; then best=$lr best_name=LightGBM; else best=$hr best_name=HistGradientBoosting; fi
+  table='| model | test RMSE | fit s | RMSE ÷ LightGBM | fit ÷ LightGBM | score 502,228 rows (rows/s) | score 1,000,000 rows (rows/s) |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
+  local targets="not measured (KILN_BENCH_PANDAS_ONLY=1)"
+  if [[ $PANDAS_ONLY != 1 ]]; then
+    local kr kf kte k1m rr fr
+    kr=$(median "${k_rmse[@]}") kf=$(median "${k_fit[@]}") kte=$(median "${k_te[@]}") k1m=$(median "${k_1m[@]}")
+    rr=$(fmt '%.3f' "$kr / $lr") fr=$(fmt '%.2f' "$kf / $lf")
+    table+=$'\n'"| Kiln GBDT (\`kiln train\`, \`kiln predict\`) | $(fmt '%.2f' "$kr") | $(fmt '%.2f' "$kf") | $rr | $fr | $(thousands "$kte") | $(thousands "$k1m") |"
+    targets="- RMSE ≤ 1.02 × LightGBM's: $(awk "BEGIN { print ($rr <= 1.02 ? \"**met**\" : \"**not met**\") }") (ratio $rr)
+- fit ≤ 1.5 × LightGBM's: $(awk "BEGIN { print ($fr <= 1.5 ? \"**met**\" : \"**not met**\") }") (ratio $fr)
+- scoring rows/s ≥ LightGBM predict's: $(awk "BEGIN { print ($kte >= $(median "${l_te[@]}") && $k1m >= $(median "${l_1m[@]}") ? \"**met**\" : \"**not met**\") }") (test $(fmt '%.2f' "$kte / $(median "${l_te[@]}")")×, 1M $(fmt '%.2f' "$k1m / $(median "${l_1m[@]}")")×)
+- Kiln end to end (read + validate the Parquet file, score, write Parquet): $(thousands "$(median "${k_te_all[@]}")") rows/s on the test rows, $(thousands "$(median "${k_1m_all[@]}")") rows/s on 1M rows"
+  fi
+  table+=$'\n'"| LightGBM (defaults) | $(fmt '%.2f' "$lr") | $(fmt '%.2f' "$lf") | 1.000 | 1.00 | $(thousands "$(median "${l_te[@]}")") | $(thousands "$(median "${l_1m[@]}")") |"
+  table+=$'\n'"| HistGradientBoosting (defaults) | $(fmt '%.2f' "$hr") | $(fmt '%.2f' "$hf") | $(fmt '%.3f' "$hr / $lr") | $(fmt '%.2f' "$hf / $lf") | — | — |"
+  text="Targets:
+$targets
+
+Median of $REPEAT run(s), baselines and Kiln alternating. Data: \`flights-3m.parquet\`, target \`delay\`;
+train: date < 2001-06-01 (2,497,772 rows), test: the rest (502,228 rows). Better baseline RMSE: $best_name.
+Features on both sides: hour, day of week, month, day of year, is-weekend (from \`date\`), distance,
+origin and destination (categorical). Baselines' fit: the \`fit\` call on features prepared by pandas;
+their scoring: \`predict\` on prepared features (fastest of 3). Kiln: fit = feature pipeline + trees
+(the run's recorded timings); scoring = pipeline + trees on the rows read from the file."
+  versions="- kiln: $("$KILN" --version 2>/dev/null | head -n1 || echo 'not measured') ($KILN)"
+  versions+=$'\n'"- python: $(py_versions pandas numpy lightgbm scikit-learn)"
+  report scale "$table" "$text" "$versions"
+}
+
 # Later: scenario_serve (FastAPI + uvicorn), scenario_drift (Evidently), each
 # with its bench/python/ baseline.
 
@@ -301,7 +382,7 @@ done
 fetch=0
 for s in "${scenarios[@]}"; do
   case $s in
-    ingest) resolve_kiln; fetch=1 ;;
+    ingest | scale) resolve_kiln; fetch=1 ;;
     train) resolve_train_bin ;;
   esac
 done

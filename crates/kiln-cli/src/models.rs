@@ -28,6 +28,8 @@ pub enum ModelsCommand {
     Rollback(RollbackArgs),
     /// Write the model card of a version: Markdown, or self-contained HTML (-o FILE.html)
     Card(CardArgs),
+    /// Import a model trained elsewhere (ONNX), evaluate it on a dataset and register it
+    Import(ImportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -111,6 +113,41 @@ pub struct CardArgs {
     pub output: Option<PathBuf>,
 }
 
+/// The schema file names the model's inputs in the order of its [N, F] float input, and how
+/// each is encoded:
+///
+///   {"inputs": [
+///     {"name": "season", "type": "categorical", "categories": ["spring", "summer", "fall", "winter"]},
+///     {"name": "temp", "type": "numeric"}]}
+///
+/// A categorical value becomes its index in `categories` (unknown → missing); numeric values
+/// pass as they are; booleans as 0/1. The model is evaluated on the dataset's validation
+/// split (as `kiln train` would split it) against the same baselines, and gets a model card.
+#[derive(Args, Debug)]
+#[command(verbatim_doc_comment)]
+pub struct ImportArgs {
+    /// The .onnx file (scikit-learn via skl2onnx with zipmap=False for classifiers, or
+    /// LightGBM/XGBoost via onnxmltools)
+    pub file: PathBuf,
+    /// Model name to register under
+    #[arg(long)]
+    pub name: String,
+    /// JSON file naming the model's inputs, in order (see above)
+    #[arg(long)]
+    pub schema: PathBuf,
+    /// Dataset to evaluate on: NAME or NAME@VERSION [default: [train] dataset, else the only one]
+    #[arg(long, short = 'd')]
+    pub dataset: Option<String>,
+    /// Column the model predicts [default: the dataset's target]
+    #[arg(long)]
+    pub target: Option<String>,
+    /// Override a split setting, e.g. --set split.cutoff=2012-07-01
+    #[arg(long = "set", value_name = "KEY=VALUE")]
+    pub set: Vec<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
 #[derive(Args, Debug)]
 pub struct PredictArgs {
     /// The model: NAME (latest version), NAME@VERSION or NAME@ALIAS
@@ -152,6 +189,7 @@ pub async fn run(global: &GlobalArgs, cmd: ModelsCommand) -> Result<(), CliError
         ModelsCommand::Alias(AliasCommand::History(a)) => history(&project, a).await,
         ModelsCommand::Rollback(a) => rollback(&project, a).await,
         ModelsCommand::Card(a) => card_cmd(&project, a).await,
+        ModelsCommand::Import(a) => import(global, &project, a).await,
     }
 }
 
@@ -546,6 +584,52 @@ pub async fn predict(global: &GlobalArgs, a: PredictArgs) -> Result<(), CliError
             "  note: {} rows have a `{col}` value never seen in training (scored as missing)",
             count(*n)
         );
+    }
+    Ok(())
+}
+
+async fn import(global: &GlobalArgs, project: &Project, a: ImportArgs) -> Result<(), CliError> {
+    let read = |p: &std::path::Path| {
+        std::fs::read(p).map_err(|e| CliError::input(format!("cannot read {}: {e}", p.display())))
+    };
+    let onnx = read(&a.file)?;
+    let schema_text = String::from_utf8(read(&a.schema)?)
+        .map_err(|_| CliError::input(format!("{}: not UTF-8 text", a.schema.display())))?;
+    let schema = kiln_train::import::ImportSchema::parse(&schema_text, &a.schema)?;
+    let mut overrides = a.set.clone();
+    if let Some(d) = &a.dataset {
+        overrides.push(format!("dataset={}", crate::train::toml_string(d)));
+    }
+    if let Some(t) = &a.target {
+        overrides.push(format!("target={}", crate::train::toml_string(t)));
+    }
+    let spec = kiln_train::spec::TrainSpec::resolve(&project.config.train, &overrides)?;
+    let spinner = crate::output::Spinner::new(global, a.json);
+    let result = kiln_train::import::import_onnx(
+        &project.store,
+        &project.config,
+        &project.scratch(),
+        &spec,
+        kiln_train::import::ImportRequest {
+            onnx,
+            file_name: a
+                .file
+                .file_name()
+                .map(|n| n.to_string_lossy().into_owned())
+                .unwrap_or_default(),
+            schema,
+            name: a.name.clone(),
+        },
+        std::sync::Arc::new(spinner.clone()),
+    )
+    .await;
+    spinner.finish();
+    let outcome = result?;
+    if a.json {
+        return print_json(&outcome);
+    }
+    if !global.quiet {
+        crate::train::print_outcome(&outcome);
     }
     Ok(())
 }

@@ -180,7 +180,7 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
             time_max: v.time_max.clone(),
             columns: profile.columns.len(),
             ingest_seconds: outcome.seconds,
-            run_id: trained.run_id,
+            run_id: trained.run_id.unwrap_or_default(),
             model,
             artifact_id: trained.artifact_id.to_string(),
             metrics: serde_json::to_value(&trained.evaluation.metrics).unwrap_or_default(),

@@ -86,7 +86,7 @@ pub async fn run_train(global: &GlobalArgs, args: TrainArgs) -> Result<(), CliEr
 }
 
 /// A string as a TOML value (so `--dataset x@2` cannot be read as something else).
-fn toml_string(s: &str) -> String {
+pub fn toml_string(s: &str) -> String {
     toml::Value::String(s.to_owned()).to_string()
 }
 
@@ -118,8 +118,10 @@ pub async fn train_with(
 pub fn print_outcome(o: &TrainOutcome) {
     let e = &o.evaluation;
     println!(
-        "run {}  {}@{} (snapshot {})  target `{}` ({})",
-        o.run_id,
+        "{}  {}@{} (snapshot {})  target `{}` ({})",
+        o.run_id
+            .map(|r| format!("run {r}"))
+            .unwrap_or_else(|| "imported".into()),
         o.dataset,
         o.dataset_version,
         o.snapshot_id.short(),
@@ -165,11 +167,10 @@ pub fn print_outcome(o: &TrainOutcome) {
         );
     }
     let total: f64 = o.timings.values().sum();
-    println!(
-        "  took {:.2} s (fit {:.2} s)",
-        total,
-        o.timings.get("fit").copied().unwrap_or(0.0)
-    );
+    match o.timings.get("fit") {
+        Some(fit) => println!("  took {total:.2} s (fit {fit:.2} s)"),
+        None => println!("  took {total:.2} s"),
+    }
 }
 
 fn indent(s: &str) -> String {

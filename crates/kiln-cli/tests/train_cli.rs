@@ -491,6 +491,8 @@ fn alias_moves_are_compare_and_set_and_recorded() {
                 "0",
             ])
             .env("KILN_ACTOR", format!("writer-{v}"))
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap()
     };

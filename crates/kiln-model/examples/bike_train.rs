@@ -35,7 +35,7 @@ fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     let (pipeline, fitted) = model.ok_or("no fit ran")?;
     let t = Instant::now();
-    let Predictions::Values(p) = fitted.predict(&pipeline.transform(&bva)?) else {
+    let Predictions::Values(p) = fitted.predict(&pipeline.transform(&bva)?)? else {
         return Err("a regression model predicted classes".into());
     };
     let predict = t.elapsed().as_secs_f64();

@@ -88,7 +88,7 @@ impl ModelArtifact {
     pub fn score(&self, batch: &RecordBatch) -> Result<Scored, ModelError> {
         let x = self.pipeline.transform(batch)?;
         Ok(Scored {
-            predictions: self.model.predict(&x),
+            predictions: self.model.predict(&x)?,
             unknown: x.unknown,
         })
     }

@@ -233,7 +233,7 @@ pub fn importance(fitted: &Fitted, features: &[String]) -> Vec<(String, f64)> {
                 }
             }
         }
-        Fitted::Baseline { .. } => return Vec::new(),
+        Fitted::Baseline { .. } | Fitted::Onnx { .. } => return Vec::new(),
     }
     let sum: f64 = total.iter().sum();
     if sum <= 0.0 || !sum.is_finite() {

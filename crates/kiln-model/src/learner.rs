@@ -15,7 +15,9 @@ use forust_ml::objective::ObjectiveType;
 use forust_ml::{GradientBooster, Matrix};
 use serde::{Deserialize, Serialize};
 
-use std::sync::OnceLock;
+use std::sync::{Arc, OnceLock};
+
+use kiln_onnx::{OnnxModel, OnnxOutput};
 
 use crate::ModelError;
 use crate::features::Transformed;
@@ -75,6 +77,17 @@ pub enum Fitted {
     },
     /// The mean target (regression) or the class shares of the training rows.
     Baseline { task: Task, values: Vec<f64> },
+    /// A model trained elsewhere and imported as ONNX (`kiln models import`), run by
+    /// `kiln-onnx`. It takes the pipeline's features as one `[N, F]` float tensor.
+    Onnx {
+        task: Task,
+        /// The model file, as imported (base64 in the artifact's JSON).
+        #[serde(with = "base64_bytes")]
+        onnx: Vec<u8>,
+        /// Loaded on first use (never stored).
+        #[serde(skip)]
+        loaded: OnceLock<Result<Arc<OnnxModel>, String>>,
+    },
     /// Ridge regression, or L2-regularized logistic regression (one-vs-rest for multiclass),
     /// on standardized features.
     Linear {
@@ -284,15 +297,89 @@ impl Fitted {
         match self {
             Fitted::Gbdt { task, .. }
             | Fitted::Baseline { task, .. }
+            | Fitted::Onnx { task, .. }
             | Fitted::Linear { task, .. } => *task,
         }
     }
 
+    /// Wraps an ONNX model file, checking that it loads, takes `features` inputs and gives
+    /// what `task` needs. Returns the model and the class labels (classifiers).
+    pub fn from_onnx(onnx: Vec<u8>, features: usize) -> Result<(Self, Vec<String>), ModelError> {
+        let model = OnnxModel::from_bytes(&onnx).map_err(|e| ModelError::Invalid(e.to_string()))?;
+        if model.features() != features {
+            return Err(ModelError::Invalid(format!(
+                "the ONNX model takes {} input features, the schema names {features}",
+                model.features()
+            )));
+        }
+        let (task, labels) = match model.output() {
+            OnnxOutput::Values => (Task::Regression, Vec::new()),
+            OnnxOutput::Probabilities { labels } if labels.len() == 2 => {
+                (Task::Binary, labels.clone())
+            }
+            OnnxOutput::Probabilities { labels } if labels.len() > 2 => (
+                Task::Multiclass {
+                    classes: labels.len(),
+                },
+                labels.clone(),
+            ),
+            OnnxOutput::Probabilities { labels } => {
+                return Err(ModelError::Invalid(format!(
+                    "the ONNX classifier has {} class(es); at least two are needed",
+                    labels.len()
+                )));
+            }
+        };
+        let loaded = OnceLock::new();
+        let _ = loaded.set(Ok(Arc::new(model)));
+        Ok((Fitted::Onnx { task, onnx, loaded }, labels))
+    }
+
     /// Predicts every row of `x`. Deterministic: the same model and features give the same
-    /// bits, whatever the number of threads.
-    pub fn predict(&self, x: &Transformed) -> Predictions {
+    /// bits, whatever the number of threads. Only an imported model can fail here.
+    pub fn predict(&self, x: &Transformed) -> Result<Predictions, ModelError> {
         let matrix = Matrix::new(&x.data, x.rows, x.features);
-        match self {
+        Ok(match self {
+            Fitted::Onnx {
+                task, onnx, loaded, ..
+            } => {
+                let model = loaded
+                    .get_or_init(|| {
+                        OnnxModel::from_bytes(onnx)
+                            .map(Arc::new)
+                            .map_err(|e| e.to_string())
+                    })
+                    .as_ref()
+                    .map_err(|e| ModelError::Invalid(e.clone()))?;
+                if x.features != model.features() {
+                    return Err(ModelError::Invalid(format!(
+                        "the ONNX model takes {} features, the pipeline gave {}",
+                        model.features(),
+                        x.features
+                    )));
+                }
+                // Row-major f32, as the model was exported (numpy's float32 rounding).
+                let mut rows = Vec::with_capacity(x.rows * x.features);
+                for i in 0..x.rows {
+                    for j in 0..x.features {
+                        rows.push(x.get(i, j) as f32);
+                    }
+                }
+                let out = model
+                    .predict(x.rows, &rows)
+                    .map_err(|e| ModelError::Invalid(e.to_string()))?;
+                match task {
+                    Task::Regression => Predictions::Values(out),
+                    Task::Binary => Predictions::Probabilities {
+                        classes: 2,
+                        data: out,
+                    },
+                    Task::Multiclass { classes } => Predictions::Probabilities {
+                        classes: *classes,
+                        data: out,
+                    },
+                }
+            }
             Fitted::Linear {
                 task,
                 scale,
@@ -382,7 +469,23 @@ impl Fitted {
                     }
                 }
             }
-        }
+        })
+    }
+}
+
+/// Serde for the ONNX bytes: a base64 string (a JSON array of numbers would be 3-4× larger).
+mod base64_bytes {
+    use base64::Engine;
+    use base64::engine::general_purpose::STANDARD;
+    use serde::{Deserialize, Deserializer, Serializer};
+
+    pub fn serialize<S: Serializer>(bytes: &[u8], s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&STANDARD.encode(bytes))
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<u8>, D::Error> {
+        let text = String::deserialize(d)?;
+        STANDARD.decode(text).map_err(serde::de::Error::custom)
     }
 }
 
@@ -573,7 +676,8 @@ mod tests {
             .collect();
         let m = Fitted::fit_gbdt(Task::Regression, &GbdtParams::default(), &x, &y).unwrap();
         let b = Fitted::fit_baseline(Task::Regression, &y).unwrap();
-        let (Predictions::Values(p), Predictions::Values(pb)) = (m.predict(&xv), b.predict(&xv))
+        let (Predictions::Values(p), Predictions::Values(pb)) =
+            (m.predict(&xv).unwrap(), b.predict(&xv).unwrap())
         else {
             panic!("regression gives values");
         };
@@ -583,11 +687,11 @@ mod tests {
 
         // Same data and seed: the same bits, also after a JSON round trip of the model.
         let again = Fitted::fit_gbdt(Task::Regression, &GbdtParams::default(), &x, &y).unwrap();
-        assert_eq!(again.predict(&xv), m.predict(&xv));
+        assert_eq!(again.predict(&xv).unwrap(), m.predict(&xv).unwrap());
         let json = serde_json::to_string(&m).unwrap();
         assert_eq!(json, serde_json::to_string(&again).unwrap());
         let back: Fitted = serde_json::from_str(&json).unwrap();
-        assert_eq!(back.predict(&xv), m.predict(&xv));
+        assert_eq!(back.predict(&xv).unwrap(), m.predict(&xv).unwrap());
     }
 
     #[test]
@@ -612,7 +716,7 @@ mod tests {
             &y,
         )
         .unwrap();
-        let p = m.predict(&xv);
+        let p = m.predict(&xv).unwrap();
         let acc = metrics::accuracy(&yv, &p.classes().unwrap()).unwrap();
         assert!(acc > 0.93, "accuracy {acc}");
         let Predictions::Probabilities { data, .. } = &p else {
@@ -628,7 +732,7 @@ mod tests {
             .map(|r| f64::from(u8::from(r[0] > 0.5)))
             .collect();
         let mb = Fitted::fit_gbdt(Task::Binary, &GbdtParams::default(), &x, &yb).unwrap();
-        let Predictions::Probabilities { data, .. } = mb.predict(&xv) else {
+        let Predictions::Probabilities { data, .. } = mb.predict(&xv).unwrap() else {
             panic!()
         };
         let truth: Vec<bool> = rv.iter().map(|r| r[0] > 0.5).collect();
@@ -643,7 +747,7 @@ mod tests {
         let m = Fitted::fit_linear(Task::Regression, 1e-6, &x, &y).unwrap();
         let (xv, rv) = data(500, 7);
         let yv: Vec<f64> = rv.iter().map(|r| 3.0 + 2.0 * r[0] - 5.0 * r[1]).collect();
-        let Predictions::Values(p) = m.predict(&xv) else {
+        let Predictions::Values(p) = m.predict(&xv).unwrap() else {
             panic!()
         };
         assert!(metrics::rmse(&yv, &p).unwrap() < 1e-6);
@@ -653,14 +757,14 @@ mod tests {
             .map(|r| f64::from(u8::from(r[0] - r[1] > 0.1)))
             .collect();
         let mb = Fitted::fit_linear(Task::Binary, 1.0, &x, &yb).unwrap();
-        let Predictions::Probabilities { data, .. } = mb.predict(&xv) else {
+        let Predictions::Probabilities { data, .. } = mb.predict(&xv).unwrap() else {
             panic!()
         };
         let truth: Vec<bool> = rv.iter().map(|r| r[0] - r[1] > 0.1).collect();
         let pos: Vec<f64> = data.chunks(2).map(|r| r[1]).collect();
         assert!(metrics::roc_auc(&truth, &pos).unwrap().unwrap() > 0.995);
         let back: Fitted = serde_json::from_str(&serde_json::to_string(&mb).unwrap()).unwrap();
-        assert_eq!(back.predict(&xv), mb.predict(&xv));
+        assert_eq!(back.predict(&xv).unwrap(), mb.predict(&xv).unwrap());
     }
 
     #[test]

@@ -35,7 +35,11 @@ fn trees_beat_the_baselines_and_meet_the_quality_bar() {
         &ytr,
     )
     .unwrap();
-    let gbdt_rmse = rmse(&yva, &values(gbdt.predict(&trees.transform(&bva).unwrap()))).unwrap();
+    let gbdt_rmse = rmse(
+        &yva,
+        &values(gbdt.predict(&trees.transform(&bva).unwrap()).unwrap()),
+    )
+    .unwrap();
 
     let linear = FeaturePipeline::fit(&bikes.schema, &btr, &ytr, Family::Linear, &opts).unwrap();
     let ridge = Fitted::fit_linear(
@@ -47,12 +51,16 @@ fn trees_beat_the_baselines_and_meet_the_quality_bar() {
     .unwrap();
     let ridge_rmse = rmse(
         &yva,
-        &values(ridge.predict(&linear.transform(&bva).unwrap())),
+        &values(ridge.predict(&linear.transform(&bva).unwrap()).unwrap()),
     )
     .unwrap();
 
     let mean = Fitted::fit_baseline(Task::Regression, &ytr).unwrap();
-    let mean_rmse = rmse(&yva, &values(mean.predict(&trees.transform(&bva).unwrap()))).unwrap();
+    let mean_rmse = rmse(
+        &yva,
+        &values(mean.predict(&trees.transform(&bva).unwrap()).unwrap()),
+    )
+    .unwrap();
 
     eprintln!("validation RMSE: trees {gbdt_rmse:.2}, linear {ridge_rmse:.2}, mean {mean_rmse:.2}");
     assert!(gbdt_rmse <= 1.02 * 129.3, "trees {gbdt_rmse}");
@@ -114,7 +122,7 @@ fn fast_scoring_is_bit_identical_to_forust() {
     };
     let reference =
         boosters[0].predict(&forust_ml::Matrix::new(&x.data, x.rows, x.features), false);
-    let ours = values(model.predict(&x));
+    let ours = values(model.predict(&x).unwrap());
     assert_eq!(ours.len(), reference.len());
     for (a, b) in ours.iter().zip(&reference) {
         assert_eq!(a.to_bits(), b.to_bits(), "{a} vs {b}");
@@ -128,7 +136,7 @@ fn fast_scoring_is_bit_identical_to_forust() {
             unknown: vec![],
         };
         assert_eq!(
-            values(model.predict(&one))[0].to_bits(),
+            values(model.predict(&one).unwrap())[0].to_bits(),
             ours[row].to_bits()
         );
     }

@@ -82,6 +82,10 @@ fn learner_text(m: &Fitted) -> String {
             _ => format!("logistic regression (l2 {l2}) on standardized features"),
         },
         Fitted::Baseline { .. } => "the trivial baseline".into(),
+        Fitted::Onnx { onnx, .. } => format!(
+            "a model trained elsewhere, imported as ONNX ({} KiB) and run by Kiln",
+            onnx.len().div_ceil(1024)
+        ),
     }
 }
 
@@ -463,17 +467,24 @@ fn build(input: &CardInput) -> (String, Vec<Section>) {
         blocks: vec![
             Block::List(vec![
                 format!("Dataset `{}` version {}, snapshot `{}`", l.dataset, l.dataset_version, l.snapshot_id),
-                format!("Training run: {}", v.run_id.as_deref().unwrap_or("- (imported)")),
+                format!(
+                    "Training run: {}",
+                    v.run_id.as_deref().unwrap_or("none (imported model)")
+                ),
                 format!("Seed: {}", l.seed),
                 format!("Kiln {}; source revision {}", l.kiln_version, l.code_version.as_deref().unwrap_or("unknown (not trained inside a git checkout)")),
                 format!("Model format version {}", a.format_version),
             ]),
             Block::Text("Training settings:".into()),
             Block::Code(params),
-            Block::Text(format!(
-                "Reproduce: `kiln train --dataset {}@{} --set seed={}` with these settings gives a byte-identical artifact.",
-                l.dataset, l.dataset_version, l.seed
-            )),
+            Block::Text(if matches!(a.model, Fitted::Onnx { .. }) {
+                "Imported: the settings above name the ONNX file (and its BLAKE3 hash) and the input encoding; the split is the one the model was evaluated on.".to_owned()
+            } else {
+                format!(
+                    "Reproduce: `kiln train --dataset {}@{} --set seed={}` with these settings gives a byte-identical artifact.",
+                    l.dataset, l.dataset_version, l.seed
+                )
+            }),
         ],
     });
     (title, sections)

@@ -5,10 +5,12 @@
 //!   evaluation → one-file artifact → run record (→ registered version).
 //! * [`registry`]: naming model versions (`NAME`, `NAME@3`, `NAME@production`) and loading
 //!   their verified artifacts.
+//! * [`import`]: models trained elsewhere (ONNX), evaluated and registered like trained ones.
 //! * [`predict`]: batch scoring of CSV/Parquet files, validated like an ingest.
 //! * [`card`]: the model card, Markdown and self-contained HTML.
 
 pub mod card;
+pub mod import;
 pub mod predict;
 pub mod registry;
 pub mod spec;

@@ -54,7 +54,8 @@ impl Steps for Quiet {
 /// What a finished run produced.
 #[derive(Debug, Clone, Serialize)]
 pub struct TrainOutcome {
-    pub run_id: i64,
+    /// The run (none for an imported model).
+    pub run_id: Option<i64>,
     pub dataset: String,
     pub dataset_version: i64,
     pub snapshot_id: ContentId,
@@ -103,15 +104,20 @@ async fn dataset_version(store: &Store, spec: &TrainSpec) -> Result<DatasetVersi
     Ok(resolve(store, &r).await?)
 }
 
-/// Trains, evaluates and stores a model as a recorded run.
-pub async fn train(
+/// What a run or an import works on, resolved and checked before any work starts.
+pub(crate) struct Resolved {
+    pub version: DatasetVersion,
+    pub target: String,
+    pub time_column: Option<String>,
+    pub method: SplitMethod,
+}
+
+/// Resolves the dataset version, target, exclusions and split of `spec`, with clear errors.
+pub(crate) async fn resolve_inputs(
     store: &Store,
     config: &Config,
-    scratch: &Path,
     spec: &TrainSpec,
-    code_version: Option<String>,
-    steps: Arc<dyn Steps>,
-) -> Result<TrainOutcome> {
+) -> Result<Resolved> {
     let version = dataset_version(store, spec).await?;
     let label = format!("{}@{}", version.dataset, version.version);
     let record = store.meta.dataset(&version.dataset).await?;
@@ -169,6 +175,29 @@ pub async fn train(
             "cross-validation (split.folds) mixes past and future rows, which a time split exists to prevent\nhint: --set split.method=random to cross-validate, or --set split.folds=0",
         ));
     }
+    Ok(Resolved {
+        version,
+        target,
+        time_column,
+        method,
+    })
+}
+
+/// Trains, evaluates and stores a model as a recorded run.
+pub async fn train(
+    store: &Store,
+    config: &Config,
+    scratch: &Path,
+    spec: &TrainSpec,
+    code_version: Option<String>,
+    steps: Arc<dyn Steps>,
+) -> Result<TrainOutcome> {
+    let Resolved {
+        version,
+        target,
+        time_column,
+        method,
+    } = resolve_inputs(store, config, spec).await?;
 
     let run_id = store
         .meta
@@ -192,8 +221,9 @@ pub async fn train(
         method,
         code_version,
         steps,
+        given: None,
     };
-    match job.run(run_id).await {
+    match job.run(Some(run_id)).await {
         Ok(outcome) => Ok(outcome),
         Err(e) => {
             // Keep the reason with the run; the original error is what the caller sees.
@@ -205,16 +235,27 @@ pub async fn train(
     }
 }
 
-struct Job<'a> {
-    store: &'a Store,
-    scratch: &'a Path,
-    spec: &'a TrainSpec,
-    version: &'a DatasetVersion,
-    target: &'a str,
-    time_column: Option<&'a str>,
-    method: SplitMethod,
-    code_version: Option<String>,
-    steps: Arc<dyn Steps>,
+pub(crate) struct Job<'a> {
+    pub store: &'a Store,
+    pub scratch: &'a Path,
+    pub spec: &'a TrainSpec,
+    pub version: &'a DatasetVersion,
+    pub target: &'a str,
+    pub time_column: Option<&'a str>,
+    pub method: SplitMethod,
+    pub code_version: Option<String>,
+    pub steps: Arc<dyn Steps>,
+    /// An imported model to evaluate instead of learning one.
+    pub given: Option<Given>,
+}
+
+/// A model trained elsewhere: its input pipeline, the model, its class labels, and what to
+/// record as its lineage parameters.
+pub(crate) struct Given {
+    pub pipeline: FeaturePipeline,
+    pub model: Fitted,
+    pub labels: Vec<String>,
+    pub params: serde_json::Value,
 }
 
 /// The target as numbers (class indices for classifiers) and which rows have one.
@@ -334,7 +375,9 @@ fn secs(t: Instant) -> f64 {
 }
 
 impl Job<'_> {
-    async fn run(self, run_id: i64) -> Result<TrainOutcome> {
+    /// Reads the snapshot, fits (or takes the given model), evaluates, stores the artifact,
+    /// completes the run (when there is one) and registers the version (when asked).
+    pub(crate) async fn run(self, run_id: Option<i64>) -> Result<TrainOutcome> {
         let mut timings = BTreeMap::new();
         let label = format!("{}@{}", self.version.dataset, self.version.version);
         let schema = &self.version.schema;
@@ -368,7 +411,13 @@ impl Job<'_> {
             method: self.method,
             spec: spec.clone(),
             steps: self.steps.clone(),
+            given: self.given,
         };
+        let params = job
+            .given
+            .as_ref()
+            .map(|g| g.params.clone())
+            .unwrap_or_else(|| serde_json::to_value(spec).unwrap_or_default());
         let fitted = tokio::task::spawn_blocking(move || job.fit())
             .await
             .map_err(|e| TrainError::Io(std::io::Error::other(e)))??;
@@ -391,7 +440,7 @@ impl Job<'_> {
                 dataset: self.version.dataset.clone(),
                 dataset_version: self.version.version,
                 snapshot_id: self.version.snapshot_id.to_string(),
-                params: serde_json::to_value(spec).unwrap_or_default(),
+                params,
                 seed: spec.seed,
                 kiln_version: kiln_core::KILN_VERSION.to_owned(),
                 code_version: self.code_version.clone(),
@@ -402,30 +451,33 @@ impl Job<'_> {
         let artifact_id = self.store.put_bytes("model", bytes.into()).await?;
         timings.insert("save".to_owned(), secs(t));
 
-        let metrics = serde_json::to_value(&fitted.evaluation.metrics).unwrap_or_default();
-        self.store
-            .meta
-            .finish_run(
-                run_id,
-                &RunResult {
-                    metrics,
-                    importance: serde_json::to_value(&fitted.evaluation.importance)
-                        .unwrap_or_default(),
-                    timings: serde_json::to_value(&timings).unwrap_or_default(),
-                    artifact_id: artifact_id.clone(),
-                },
-            )
-            .await?;
+        if let Some(run_id) = run_id {
+            let metrics = serde_json::to_value(&fitted.evaluation.metrics).unwrap_or_default();
+            self.store
+                .meta
+                .finish_run(
+                    run_id,
+                    &RunResult {
+                        metrics,
+                        importance: serde_json::to_value(&fitted.evaluation.importance)
+                            .unwrap_or_default(),
+                        timings: serde_json::to_value(&timings).unwrap_or_default(),
+                        artifact_id: artifact_id.clone(),
+                    },
+                )
+                .await?;
+        }
+        let run_text = run_id.map(|r| r.to_string());
         let registered = match &spec.register {
             Some(name) => Some(
                 self.store
                     .meta
-                    .add_model_version(name, &artifact_id, Some(&run_id.to_string()))
+                    .add_model_version(name, &artifact_id, run_text.as_deref())
                     .await?,
             ),
             None => None,
         };
-        tracing::info!(run = run_id, artifact = %artifact_id, "run finished");
+        tracing::info!(run = ?run_id, artifact = %artifact_id, "model stored");
         Ok(TrainOutcome {
             run_id,
             dataset: self.version.dataset.clone(),
@@ -454,6 +506,7 @@ struct Prepared {
     method: SplitMethod,
     spec: TrainSpec,
     steps: Arc<dyn Steps>,
+    given: Option<Given>,
 }
 
 struct FitResult {
@@ -466,6 +519,43 @@ struct FitResult {
     evaluation: Evaluation,
     reference: Reference,
     timings: BTreeMap<String, f64>,
+}
+
+/// Maps the dataset's classes onto an imported classifier's labels (or checks a regressor
+/// has a numeric target).
+fn conform_target(
+    g: &Given,
+    task: Task,
+    classes: Vec<String>,
+    y: Vec<f64>,
+    target: &str,
+    label: &str,
+) -> Result<(Task, Vec<String>, Vec<f64>)> {
+    let model_task = g.model.task();
+    match (model_task, task) {
+        (Task::Regression, Task::Regression) => Ok((task, classes, y)),
+        (Task::Regression, _) => Err(input(format!(
+            "the ONNX model is a regressor, but the target `{target}` of {label} holds classes"
+        ))),
+        (_, Task::Regression) => Err(input(format!(
+            "the ONNX model is a classifier (classes {}), but the target `{target}` of {label} is numeric\nhint: --target COLUMN names a categorical column with the model's class labels",
+            g.labels.join(", ")
+        ))),
+        _ => {
+            let mut map = Vec::with_capacity(classes.len());
+            for c in &classes {
+                let Some(k) = g.labels.iter().position(|l| l == c) else {
+                    return Err(input(format!(
+                        "the target `{target}` of {label} has the class `{c}`, which the ONNX model does not know (its classes: {})",
+                        g.labels.join(", ")
+                    )));
+                };
+                map.push(k as f64);
+            }
+            let y = y.iter().map(|v| map[*v as usize]).collect();
+            Ok((model_task, g.labels.clone(), y))
+        }
+    }
 }
 
 fn family(learner: LearnerKind) -> Family {
@@ -490,6 +580,7 @@ fn fit_learner(
 
 impl Prepared {
     fn fit(mut self) -> Result<FitResult> {
+        let imported = self.given.is_some();
         let empty = RecordBatch::new_empty(self.all.schema());
         let all = std::mem::replace(&mut self.all, empty);
         let mut timings = BTreeMap::new();
@@ -528,6 +619,11 @@ impl Prepared {
             classes,
             values: y,
         } = target;
+        // An imported model fixes the task and the class order; the target must fit them.
+        let (task, classes, y) = match &self.given {
+            None => (task, classes, y),
+            Some(g) => conform_target(g, task, classes, y, &self.target, label)?,
+        };
         match task {
             Task::Regression => {
                 let (lo, hi) = y
@@ -635,7 +731,7 @@ impl Prepared {
         };
 
         // Cross-validation of the recipe, when asked.
-        let cross_validation = if spec.split.folds >= 2 {
+        let cross_validation = if spec.split.folds >= 2 && self.given.is_none() {
             self.steps
                 .step(&format!("cross-validating ({} folds)", spec.split.folds));
             let t = Instant::now();
@@ -648,7 +744,7 @@ impl Prepared {
                 let yv: Vec<f64> = f.valid.iter().map(|i| y[*i]).collect();
                 let p = FeaturePipeline::fit(&self.schema, &bt, &yt, family(spec.learner), &opts)?;
                 let m = fit_learner(spec, task, &p.transform(&bt)?, &yt)?;
-                let pred = m.predict(&p.transform(&bv)?);
+                let pred = m.predict(&p.transform(&bv)?)?;
                 let s = evaluate::score(task, &classes, &yv, &pred)?;
                 values.push(s.get(&metric).copied().unwrap_or(f64::NAN));
             }
@@ -668,35 +764,42 @@ impl Prepared {
         };
 
         // Fit.
-        self.steps.step(&format!(
-            "fitting {} on {} rows",
-            match spec.learner {
-                LearnerKind::Gbdt => "gradient-boosted trees",
-                LearnerKind::Linear => "a linear model",
-            },
-            split.train.len()
-        ));
+        if !imported {
+            self.steps.step(&format!(
+                "fitting {} on {} rows",
+                match spec.learner {
+                    LearnerKind::Gbdt => "gradient-boosted trees",
+                    LearnerKind::Linear => "a linear model",
+                },
+                split.train.len()
+            ));
+        }
         let t = Instant::now();
-        let pipeline = FeaturePipeline::fit(
-            &self.schema,
-            &train_batch,
-            &y_train,
-            family(spec.learner),
-            &opts,
-        )?;
-        let x_train = pipeline.transform(&train_batch)?;
-        timings.insert("features".to_owned(), secs(t));
-        let t = Instant::now();
-        let model = fit_learner(spec, task, &x_train, &y_train)?;
-        timings.insert("fit".to_owned(), secs(t));
-        drop(x_train);
+        let (pipeline, model) = match self.given.take() {
+            Some(g) => (g.pipeline, g.model),
+            None => {
+                let pipeline = FeaturePipeline::fit(
+                    &self.schema,
+                    &train_batch,
+                    &y_train,
+                    family(spec.learner),
+                    &opts,
+                )?;
+                let x_train = pipeline.transform(&train_batch)?;
+                timings.insert("features".to_owned(), secs(t));
+                let t = Instant::now();
+                let model = fit_learner(spec, task, &x_train, &y_train)?;
+                timings.insert("fit".to_owned(), secs(t));
+                (pipeline, model)
+            }
+        };
 
         self.steps.step("evaluating against the baselines");
         let t = Instant::now();
         let baseline = Fitted::fit_baseline(task, &y_train)?;
         let x_valid = pipeline.transform(&valid_batch)?;
-        let p_model = model.predict(&x_valid);
-        let p_base = baseline.predict(&x_valid);
+        let p_model = model.predict(&x_valid)?;
+        let p_base = baseline.predict(&x_valid)?;
         let mut metrics: BTreeMap<String, MetricSet> = BTreeMap::new();
         metrics.insert(
             "model".into(),
@@ -733,7 +836,7 @@ impl Prepared {
                             &p.transform(&lin_batch)?,
                             &lin_y,
                         )?;
-                        Ok(m.predict(&p.transform(&valid_batch)?))
+                        m.predict(&p.transform(&valid_batch)?)
                     })
                     .and_then(|p| evaluate::score(task, &classes, &y_valid, &p));
             match linear {
