@@ -31,6 +31,8 @@ struct Node {
 /// The trees of one booster, flattened.
 #[derive(Debug, Clone)]
 pub struct Forest {
+    /// One more than the largest feature index a split uses.
+    features: usize,
     base: f64,
     roots: Vec<u32>,
     nodes: Vec<Node>,
@@ -195,7 +197,14 @@ impl Forest {
                 }
             }
         }
+        let features = nodes
+            .iter()
+            .filter(|n| n.feature != LEAF)
+            .map(|n| n.feature as usize + 1)
+            .max()
+            .unwrap_or(0);
         Some(Self {
+            features,
             base: b.base_score,
             roots,
             nodes,
@@ -232,7 +241,13 @@ impl Forest {
         }
     }
 
+    /// How many features a matrix must have for these trees.
+    pub fn features(&self) -> usize {
+        self.features
+    }
+
     /// The raw score of every row (before any link function), on all cores for big batches.
+    /// `x` must have at least [`Self::features`] features.
     pub fn predict(&self, x: &Transformed, parallel: bool) -> Vec<f64> {
         let mut out = vec![0.0; x.rows];
         let threads = if parallel {

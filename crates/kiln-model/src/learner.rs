@@ -386,6 +386,16 @@ impl Fitted {
                 weights,
                 ..
             } => {
+                if scale.len() != x.features
+                    || weights.is_empty()
+                    || weights.iter().any(|w| w.len() != x.features + 1)
+                {
+                    return Err(ModelError::Invalid(format!(
+                        "the linear model has {} features, the pipeline gave {}",
+                        scale.len(),
+                        x.features
+                    )));
+                }
                 let design = standardize(x, scale);
                 let score = |w: &[f64], i: usize| -> f64 {
                     w[0] + (0..x.features)
@@ -421,7 +431,13 @@ impl Fitted {
                 }
             }
             Fitted::Baseline { task, values } => match task {
-                Task::Regression => Predictions::Values(vec![values[0]; x.rows]),
+                Task::Regression => {
+                    let mean = values
+                        .first()
+                        .copied()
+                        .ok_or_else(|| ModelError::Invalid("the baseline has no value".into()))?;
+                    Predictions::Values(vec![mean; x.rows])
+                }
                 _ => Predictions::Probabilities {
                     classes: values.len(),
                     data: (0..x.rows).flat_map(|_| values.iter().copied()).collect(),
@@ -434,6 +450,13 @@ impl Fitted {
                 ..
             } => {
                 let forests = forests.get_or_init(|| boosters.iter().map(Forest::of).collect());
+                if let Some(f) = forests.iter().flatten().find(|f| f.features() > x.features) {
+                    return Err(ModelError::Invalid(format!(
+                        "the trees use {} features, the pipeline gave {}",
+                        f.features(),
+                        x.features
+                    )));
+                }
                 let parallel = x.rows >= PARALLEL_ROWS;
                 let raw = |k: usize| -> Vec<f64> {
                     match forests.get(k).and_then(Option::as_ref) {
