@@ -29,6 +29,19 @@ pub enum ModelsCommand {
     /// Write the model card of a version: Markdown, or self-contained HTML (-o FILE.html)
     Card(CardArgs),
     /// Import a model trained elsewhere (ONNX), evaluate it on a dataset and register it
+    ///
+    /// The schema file names the model's inputs in the order of its [N, F] float input, and
+    /// how each is encoded:
+    ///
+    ///   {"inputs": [
+    ///     {"name": "season", "type": "categorical", "categories": ["spring", "summer", "fall", "winter"]},
+    ///     {"name": "temp", "type": "numeric"}]}
+    ///
+    /// A categorical value becomes its index in `categories` (unknown → missing); numeric
+    /// values pass as they are; booleans as 0/1. The model is evaluated on the dataset's
+    /// validation split (as `kiln train` would split it) against the same baselines, and gets
+    /// a model card.
+    #[command(verbatim_doc_comment)]
     Import(ImportArgs),
 }
 
@@ -113,18 +126,7 @@ pub struct CardArgs {
     pub output: Option<PathBuf>,
 }
 
-/// The schema file names the model's inputs in the order of its [N, F] float input, and how
-/// each is encoded:
-///
-///   {"inputs": [
-///     {"name": "season", "type": "categorical", "categories": ["spring", "summer", "fall", "winter"]},
-///     {"name": "temp", "type": "numeric"}]}
-///
-/// A categorical value becomes its index in `categories` (unknown → missing); numeric values
-/// pass as they are; booleans as 0/1. The model is evaluated on the dataset's validation
-/// split (as `kiln train` would split it) against the same baselines, and gets a model card.
 #[derive(Args, Debug)]
-#[command(verbatim_doc_comment)]
 pub struct ImportArgs {
     /// The .onnx file (scikit-learn via skl2onnx with zipmap=False for classifiers, or
     /// LightGBM/XGBoost via onnxmltools)
@@ -132,7 +134,7 @@ pub struct ImportArgs {
     /// Model name to register under
     #[arg(long)]
     pub name: String,
-    /// JSON file naming the model's inputs, in order (see above)
+    /// JSON file naming the model's inputs, in order (see `kiln models import --help`)
     #[arg(long)]
     pub schema: PathBuf,
     /// Dataset to evaluate on: NAME or NAME@VERSION [default: [train] dataset, else the only one]
