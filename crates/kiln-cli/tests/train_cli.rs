@@ -596,12 +596,17 @@ fn help_lists_the_training_commands() {
         assert!(top.contains(cmd), "`{cmd}` missing from --help:\n{top}");
     }
     let models = p.ok(&["models", "--help"]).stdout;
-    for cmd in ["list", "show", "register", "alias", "rollback", "card", "import"] {
+    for cmd in [
+        "list", "show", "register", "alias", "rollback", "card", "import",
+    ] {
         assert!(models.contains(cmd), "`{cmd}` missing from models --help");
     }
     let import = p.ok(&["models", "import", "--help"]).stdout;
     for text in ["--schema", "\"categories\"", "--dataset", "--target"] {
-        assert!(import.contains(text), "`{text}` missing from models import --help");
+        assert!(
+            import.contains(text),
+            "`{text}` missing from models import --help"
+        );
     }
     let train = p.ok(&["train", "--help"]).stdout;
     for flag in ["--dataset", "--set", "--register", "--json"] {
