@@ -196,24 +196,27 @@ pub fn task_name(t: &kiln_model::learner::Task) -> String {
 
 /// Metrics of the model and its baselines, one row per metric.
 pub fn metrics_table(e: &Evaluation) -> String {
+    metric_set_table(&e.metrics, &e.primary)
+}
+
+/// Contender (`model`, `linear`, `baseline`) → metric → value as a table: a row per metric
+/// (`primary` first, then alphabetically), a column per contender.
+fn metric_set_table(metrics: &BTreeMap<String, BTreeMap<String, f64>>, primary: &str) -> String {
     let contenders: Vec<&str> = ["model", "linear", "baseline"]
         .into_iter()
-        .filter(|c| e.metrics.contains_key(*c))
+        .filter(|c| metrics.contains_key(*c))
         .collect();
-    let names: Vec<&String> = e
-        .metrics
+    let mut names: Vec<&String> = metrics
         .get("model")
         .map(|m| m.keys().collect())
         .unwrap_or_default();
-    // The primary metric first, then the rest alphabetically.
-    let mut ordered: Vec<&String> = names.iter().copied().filter(|n| **n == e.primary).collect();
-    ordered.extend(names.iter().copied().filter(|n| **n != e.primary));
-    let rows: Vec<Vec<String>> = ordered
+    names.sort_by_key(|n| (n.as_str() != primary, n.as_str()));
+    let rows: Vec<Vec<String>> = names
         .iter()
         .map(|n| {
             let mut r = vec![(*n).clone()];
             for c in &contenders {
-                r.push(num(e.metrics.get(*c).and_then(|m| m.get(*n)).copied()));
+                r.push(num(metrics.get(*c).and_then(|m| m.get(*n)).copied()));
             }
             r
         })
@@ -339,24 +342,8 @@ async fn show(project: &Project, a: RunShowArgs) -> Result<(), CliError> {
             serde_json::from_value(m.clone()).ok();
         if let Some(metrics) = e {
             println!("  validation metrics:");
-            let contenders: Vec<&String> = metrics.keys().collect();
-            let names: Vec<&String> = metrics
-                .get("model")
-                .map(|m| m.keys().collect())
-                .unwrap_or_default();
-            let rows: Vec<Vec<String>> = names
-                .iter()
-                .map(|n| {
-                    let mut row = vec![(*n).clone()];
-                    for c in &contenders {
-                        row.push(num(metrics.get(*c).and_then(|m| m.get(*n)).copied()));
-                    }
-                    row
-                })
-                .collect();
-            let mut header = vec!["metric"];
-            header.extend(contenders.iter().map(|c| c.as_str()));
-            print!("{}", indent(&indent(&table(&header, &rows))));
+            let primary = primary(&r).map(|(n, _)| n).unwrap_or_default();
+            print!("{}", indent(&indent(&metric_set_table(&metrics, &primary))));
         }
     }
     if let Some(imp) = r.importance.as_ref().and_then(|i| i.as_array()) {
