@@ -8,7 +8,7 @@ use std::collections::BTreeMap;
 use std::io::{Read, Write};
 use std::path::PathBuf;
 
-use common::{Project, Run};
+use common::{Project, Run, expect_input_error};
 
 const CONFIG: &str = include_str!("../../../examples/bikeshare/kiln.toml");
 const DATA: &[u8] = include_bytes!("../../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
@@ -72,11 +72,6 @@ fn read_csv(text: &str) -> BTreeMap<String, Vec<f64>> {
         }
     }
     cols
-}
-
-fn expect_input_error(r: &Run, needle: &str) {
-    assert_eq!(r.code, 2, "expected exit 2:\n{}\n{}", r.stdout, r.stderr);
-    assert!(r.stderr.contains(needle), "no `{needle}` in:\n{}", r.stderr);
 }
 
 #[test]

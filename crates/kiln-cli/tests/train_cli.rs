@@ -5,7 +5,7 @@ mod common;
 
 use std::collections::BTreeMap;
 
-use common::{Project, Run};
+use common::{Project, Run, expect_input_error};
 use serde_json::Value;
 
 const CONFIG: &str = include_str!("../../../examples/bikeshare/kiln.toml");
@@ -30,15 +30,6 @@ fn metric(v: &Value, contender: &str, name: &str) -> f64 {
     v["evaluation"]["metrics"][contender][name]
         .as_f64()
         .unwrap_or_else(|| panic!("no {contender} {name} in {v}"))
-}
-
-fn expect_input_error(r: &Run, needle: &str) {
-    assert_eq!(r.code, 2, "expected exit 2:\n{}\n{}", r.stdout, r.stderr);
-    assert!(
-        r.stderr.contains(needle),
-        "stderr does not mention `{needle}`:\n{}",
-        r.stderr
-    );
 }
 
 #[test]

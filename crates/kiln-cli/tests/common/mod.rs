@@ -108,3 +108,13 @@ impl Project {
         (files, log)
     }
 }
+
+/// Asserts `r` failed as bad input (exit 2) with `needle` in its message.
+pub fn expect_input_error(r: &Run, needle: &str) {
+    assert_eq!(r.code, 2, "expected exit 2:\n{}\n{}", r.stdout, r.stderr);
+    assert!(
+        r.stderr.contains(needle),
+        "stderr does not mention `{needle}`:\n{}",
+        r.stderr
+    );
+}
