@@ -298,6 +298,24 @@ fn batch_scoring_matches_training_evaluation_and_validates_input() {
     let rush: f64 = cols["prediction"][0].parse().unwrap();
     let dawn: f64 = cols["prediction"][1].parse().unwrap();
     assert!(rush > 3.0 * dawn, "5pm {rush} vs 5am {dawn}");
+    // Rows whose label is not known yet: the target's rules (no nulls in `cnt`) do not apply.
+    p.write(
+        "unlabeled.csv",
+        format!("{header},cnt\n2013-01-01,winter,5pm,No,Tue,Yes,Clear,5.2,3.1,40,12,\n").as_bytes(),
+    );
+    p.ok(&[
+        "predict",
+        "-m",
+        "bikes",
+        "-i",
+        "unlabeled.csv",
+        "-o",
+        "unlabeled.out.csv",
+    ]);
+    assert_eq!(
+        read_csv(&p.path("unlabeled.out.csv"))["prediction"],
+        cols["prediction"][..1]
+    );
 
     // A missing input column and a wrong type are named.
     p.write("short.csv", b"dteday,season\n2013-01-01,winter\n");

@@ -96,7 +96,10 @@ pub async fn predict_file(
 ) -> Result<PredictOutcome> {
     let started = Instant::now();
     let dataset = artifact.lineage.dataset.clone();
-    let rules = config.dataset(&dataset);
+    let mut rules = config.dataset(&dataset);
+    // Rows to score usually have no label yet: the target's expectations (e.g. no nulls) are
+    // for training data, not for these.
+    rules.columns.remove(&artifact.target);
     let checked = check_file(
         config,
         &dataset,
