@@ -280,6 +280,11 @@ fn batch_scoring_matches_training_evaluation_and_validates_input() {
     // `Snow` is not an allowed weathersit: rejected with the row and column, nothing written.
     expect_input_error(&r, "weathersit");
     assert!(r.stderr.contains("row 2"), "{}", r.stderr);
+    assert!(
+        r.stderr.contains("nothing was scored") && !r.stderr.contains("quarantine"),
+        "{}",
+        r.stderr
+    );
     assert!(!p.path("new-pred.csv").exists());
     p.write(
         "new.csv",

@@ -762,12 +762,14 @@ impl IngestJob {
     }
 
     fn new_report(&self) -> ValidationReport {
-        ValidationReport::new(
+        let mut report = ValidationReport::new(
             self.path.display().to_string(),
             self.dataset.clone(),
             self.config.policy,
             self.max_shown,
-        )
+        );
+        report.scoring = self.required.is_some();
+        report
     }
 
     /// Decides the schema of the file's columns: declared type, else the dataset's existing

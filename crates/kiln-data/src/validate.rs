@@ -48,6 +48,9 @@ pub struct ValidationReport {
     pub shown: Vec<Violation>,
     #[serde(skip)]
     pub max_shown: usize,
+    /// The file was checked for scoring (`kiln predict`), not for ingest: the words change.
+    #[serde(skip)]
+    pub scoring: bool,
 }
 
 impl ValidationReport {
@@ -83,8 +86,13 @@ impl fmt::Display for ValidationReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         writeln!(
             f,
-            "{}: validation failed for dataset `{}`: {} violation(s) in {} of {} row(s); nothing was stored",
-            self.file, self.dataset, self.violations, self.bad_rows, self.rows_read
+            "{}: validation failed for dataset `{}`: {} violation(s) in {} of {} row(s); nothing was {}",
+            self.file,
+            self.dataset,
+            self.violations,
+            self.bad_rows,
+            self.rows_read,
+            if self.scoring { "scored" } else { "stored" }
         )?;
         for v in &self.shown {
             let mut at = Vec::new();
@@ -117,11 +125,19 @@ impl fmt::Display for ValidationReport {
             .map(|(r, n)| format!("{r}: {n}"))
             .collect();
         writeln!(f, "  by rule: {}", rules.join(", "))?;
-        write!(
-            f,
-            "hint: fix these rows, or set policy = \"quarantine\" under [datasets.{}] in kiln.toml to store bad rows aside",
-            self.dataset
-        )
+        if self.scoring {
+            write!(
+                f,
+                "hint: rows to score must meet the expectations of [datasets.{}] in kiln.toml, like the rows the model learned from; fix or remove these rows",
+                self.dataset
+            )
+        } else {
+            write!(
+                f,
+                "hint: fix these rows, or set policy = \"quarantine\" under [datasets.{}] in kiln.toml to store bad rows aside",
+                self.dataset
+            )
+        }
     }
 }
 
