@@ -1254,7 +1254,7 @@ fn string_values(col: &ArrayRef, n: usize) -> Vec<String> {
 /// the largest single cost of CSV ingest (categorical values are short). Values of up to 15
 /// bytes are packed with their length into a `u128` key here, so a lookup is one integer hash
 /// and one integer comparison; longer values use an ordinary string map.
-struct DictBuilder {
+pub(crate) struct DictBuilder {
     short: rustc_hash::FxHashMap<u128, i32>,
     long: rustc_hash::FxHashMap<String, i32>,
     values: StringBuilder,
@@ -1315,7 +1315,7 @@ impl DictBuilder {
 }
 
 /// Builds one normalized column from text cells.
-enum ColumnBuilder {
+pub(crate) enum ColumnBuilder {
     Numeric(Float64Builder),
     Categorical(DictBuilder),
     Boolean(BooleanBuilder),
@@ -1325,7 +1325,7 @@ enum ColumnBuilder {
 }
 
 impl ColumnBuilder {
-    fn new(t: FeatureType, capacity: usize) -> Self {
+    pub(crate) fn new(t: FeatureType, capacity: usize) -> Self {
         match t {
             FeatureType::Numeric => Self::Numeric(Float64Builder::with_capacity(capacity)),
             FeatureType::Categorical => Self::Categorical(DictBuilder::with_capacity(capacity)),
@@ -1340,7 +1340,7 @@ impl ColumnBuilder {
 
     /// Appends the value of `s`; returns false (and appends null) if `s` is not of this type.
     #[inline]
-    fn push(&mut self, s: &str) -> bool {
+    pub(crate) fn push(&mut self, s: &str) -> bool {
         match self {
             Self::Numeric(b) => {
                 if s.is_empty() {
@@ -1395,7 +1395,18 @@ impl ColumnBuilder {
         true
     }
 
-    fn push_null(&mut self) {
+    /// Appends a number given as a number (not text): numeric columns take it as is.
+    pub(crate) fn push_number(&mut self, v: f64, text: &str) -> bool {
+        match self {
+            Self::Numeric(b) if v.is_finite() => {
+                b.append_value(v);
+                true
+            }
+            _ => self.push(text),
+        }
+    }
+
+    pub(crate) fn push_null(&mut self) {
         match self {
             Self::Numeric(b) => b.append_null(),
             Self::Categorical(b) => b.append_null(),
@@ -1406,7 +1417,7 @@ impl ColumnBuilder {
         }
     }
 
-    fn finish(&mut self) -> Result<ArrayRef> {
+    pub(crate) fn finish(&mut self) -> Result<ArrayRef> {
         Ok(match self {
             Self::Numeric(b) => Arc::new(b.finish()),
             Self::Categorical(b) => b.finish()?,
@@ -1418,7 +1429,7 @@ impl ColumnBuilder {
     }
 }
 
-fn type_message(t: FeatureType, s: &str) -> String {
+pub(crate) fn type_message(t: FeatureType, s: &str) -> String {
     let expected = match t {
         FeatureType::Numeric => "a number",
         FeatureType::Boolean => "a boolean (true/false, yes/no, 1/0)",

@@ -5,6 +5,7 @@
 //!   then stores the result as a content-addressed snapshot part with its profile.
 //! * [`snapshot`]: reading snapshots back (export, diff, later training), resolving `NAME@VER`.
 //! * [`diff`]: what changed between two versions.
+//! * [`rows`]: JSON rows (the prediction API's instances) to a normalized batch, converted like CSV cells.
 //!
 //! Invariants: a rejected file stores nothing (artifacts and metadata untouched); artifacts are
 //! written before the metadata row that names them, so a crash leaves at worst an unreferenced
@@ -12,6 +13,7 @@
 
 pub mod diff;
 pub mod ingest;
+pub mod rows;
 pub mod snapshot;
 pub mod validate;
 
