@@ -529,20 +529,13 @@ async fn card_cmd(project: &Project, a: CardArgs) -> Result<(), CliError> {
 }
 
 /// Writes a file whole or not at all.
-fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
+pub fn write_atomic(path: &std::path::Path, bytes: &[u8]) -> Result<(), CliError> {
     use std::io::Write;
-    let dir = path
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(std::path::Path::new("."));
     let fail =
         |e: std::io::Error| CliError::system(format!("cannot write {}: {e}", path.display()));
-    std::fs::create_dir_all(dir).map_err(fail)?;
-    let mut tmp = tempfile::Builder::new()
-        .prefix(".kiln-")
-        .tempfile_in(dir)
-        .map_err(fail)?;
+    let mut tmp = kiln_data::temp_file_beside(path, ".kiln-").map_err(fail)?;
     tmp.write_all(bytes).map_err(fail)?;
+    tmp.as_file().sync_all().map_err(fail)?;
     tmp.persist(path).map_err(|e| fail(e.error))?;
     Ok(())
 }

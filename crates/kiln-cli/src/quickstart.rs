@@ -141,8 +141,7 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
         artifact: &artifact,
         aliases: &[],
     });
-    std::fs::write(&card_path, card)
-        .map_err(|e| CliError::system(format!("cannot write {}: {e}", card_path.display())))?;
+    crate::models::write_atomic(&card_path, card.as_bytes())?;
     say(String::new());
     say(format!("3. model card: {}", card_path.display()));
     say(String::new());

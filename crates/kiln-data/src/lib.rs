@@ -27,6 +27,21 @@ pub use ingest::{AddOptions, AddOutcome, Progress, add};
 pub use snapshot::{DatasetRef, ExportFormat};
 pub use validate::{ValidationReport, Violation};
 
+/// A temporary file in the folder of `out` (created if needed), to be filled and then
+/// persisted over `out`: a file Kiln writes for the user appears whole or not at all, and
+/// the rename never crosses file systems.
+pub fn temp_file_beside(
+    out: &std::path::Path,
+    prefix: &str,
+) -> std::io::Result<tempfile::NamedTempFile> {
+    let dir = out
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(std::path::Path::new("."));
+    std::fs::create_dir_all(dir)?;
+    tempfile::Builder::new().prefix(prefix).tempfile_in(dir)
+}
+
 /// Everything that can go wrong in the data stage.
 #[derive(Debug, thiserror::Error)]
 pub enum DataError {

@@ -129,14 +129,7 @@ pub async fn export(
     format: ExportFormat,
     out: &Path,
 ) -> Result<u64> {
-    let dir = out
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".kiln-export-")
-        .tempfile_in(dir)?;
+    let tmp = crate::temp_file_beside(out, ".kiln-export-")?;
     let schema = version.schema.clone();
     let mut rows = 0u64;
     match format {

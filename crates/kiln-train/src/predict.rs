@@ -127,14 +127,7 @@ pub async fn predict_file(
         )));
     }
 
-    let dir = output
-        .parent()
-        .filter(|p| !p.as_os_str().is_empty())
-        .unwrap_or(Path::new("."));
-    std::fs::create_dir_all(dir)?;
-    let tmp = tempfile::Builder::new()
-        .prefix(".kiln-predict-")
-        .tempfile_in(dir)?;
+    let tmp = kiln_data::temp_file_beside(output, ".kiln-predict-")?;
     let parquet_out = output
         .extension()
         .is_some_and(|e| e.eq_ignore_ascii_case("parquet"));
