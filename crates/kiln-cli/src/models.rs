@@ -341,12 +341,7 @@ async fn show(project: &Project, a: ShowArgs) -> Result<(), CliError> {
 
 async fn register(project: &Project, a: RegisterArgs) -> Result<(), CliError> {
     check_name("model", &a.name)?;
-    let run = project.store.meta.run(a.run).await?.ok_or_else(|| {
-        CliError::input(format!(
-            "no run {}\nhint: `kiln runs list` shows the recent runs",
-            a.run
-        ))
-    })?;
+    let run = crate::train::get_run(project, a.run).await?;
     let Some(artifact) = run.artifact_id else {
         return Err(CliError::input(format!(
             "run {} is {} and produced no model{}",

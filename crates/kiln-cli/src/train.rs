@@ -235,7 +235,7 @@ pub async fn run_runs(global: &GlobalArgs, cmd: RunsCommand) -> Result<(), CliEr
     }
 }
 
-async fn get_run(project: &Project, id: i64) -> Result<Run, CliError> {
+pub async fn get_run(project: &Project, id: i64) -> Result<Run, CliError> {
     project.store.meta.run(id).await?.ok_or_else(|| {
         CliError::input(format!(
             "no run {id}\nhint: `kiln runs list` shows the recent runs"

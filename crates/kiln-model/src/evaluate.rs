@@ -95,8 +95,8 @@ pub fn score(
     Ok(m)
 }
 
-/// The primary metric on a subset of rows.
-fn primary_on(task: Task, y: &[f64], p: &Predictions, rows: &[usize]) -> Option<f64> {
+/// The primary metric (RMSE or log loss, as the predictions say) on a subset of rows.
+fn primary_on(y: &[f64], p: &Predictions, rows: &[usize]) -> Option<f64> {
     let ys: Vec<f64> = rows.iter().map(|i| y[*i]).collect();
     match p {
         Predictions::Values(v) => {
@@ -109,7 +109,6 @@ fn primary_on(task: Task, y: &[f64], p: &Predictions, rows: &[usize]) -> Option<
                 .iter()
                 .flat_map(|i| data[i * classes..(i + 1) * classes].iter().copied())
                 .collect();
-            let _ = task;
             metrics::log_loss(&labels, &ps, *classes).ok()
         }
     }
@@ -132,7 +131,6 @@ pub const MAX_SLICES_PER_COLUMN: usize = 24;
 
 /// Per-category metrics for every categorical or boolean input column of `batch`.
 pub fn slices(
-    task: Task,
     schema: &Schema,
     batch: &RecordBatch,
     y: &[f64],
@@ -193,10 +191,9 @@ pub fn slices(
         // Most rows first; equal counts by name, so the order is deterministic.
         ranked.sort_by(|a, b| b.1.len().cmp(&a.1.len()).then(a.0.cmp(&b.0)));
         for (value, rows) in ranked.into_iter().take(MAX_SLICES_PER_COLUMN) {
-            if let (Some(m), Some(b)) = (
-                primary_on(task, y, model, &rows),
-                primary_on(task, y, baseline, &rows),
-            ) {
+            if let (Some(m), Some(b)) =
+                (primary_on(y, model, &rows), primary_on(y, baseline, &rows))
+            {
                 out.push(Slice {
                     column: col.name.clone(),
                     value,

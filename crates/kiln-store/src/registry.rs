@@ -169,15 +169,6 @@ impl MetaStore {
         rows.iter().map(|r| Ok(r.try_get(0)?)).collect()
     }
 
-    /// One version of a model, if it exists.
-    pub async fn model_version(&self, model: &str, version: i64) -> Result<Option<ModelVersion>> {
-        Ok(self
-            .model_versions(model)
-            .await?
-            .into_iter()
-            .find(|v| v.version == version))
-    }
-
     /// Every alias of `model`, by name.
     pub async fn aliases(&self, model: &str) -> Result<Vec<Alias>> {
         let rows = sqlx::query(

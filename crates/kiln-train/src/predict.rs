@@ -44,28 +44,29 @@ pub struct PredictOutcome {
     pub unknown: Vec<(String, u64)>,
 }
 
-/// The prediction columns' names and values for one batch.
-pub fn prediction_columns(artifact: &ModelArtifact, p: &Predictions) -> Vec<(String, ArrayRef)> {
+/// The prediction columns' names and values for one batch: `prediction` (a number, or the
+/// class) and, for classifiers, `p_CLASS` probabilities.
+pub fn prediction_columns(artifact: &ModelArtifact, p: Predictions) -> Vec<(String, ArrayRef)> {
+    let predicted = p.classes().unwrap_or_default();
     match p {
         Predictions::Values(v) => vec![(
             "prediction".to_owned(),
-            Arc::new(Float64Array::from(v.clone())) as ArrayRef,
+            Arc::new(Float64Array::from(v)) as ArrayRef,
         )],
         Predictions::Probabilities { classes, data } => {
-            let predicted = p.classes().unwrap_or_default();
             let mut out: Vec<(String, ArrayRef)> = vec![(
                 "prediction".to_owned(),
                 Arc::new(StringArray::from_iter_values(predicted.iter().map(|k| {
                     artifact.classes.get(*k).map(String::as_str).unwrap_or("?")
                 }))) as ArrayRef,
             )];
-            for c in 0..*classes {
+            for c in 0..classes {
                 let name = artifact
                     .classes
                     .get(c)
                     .cloned()
                     .unwrap_or_else(|| c.to_string());
-                let probs: Vec<f64> = data.chunks(*classes).map(|r| r[c]).collect();
+                let probs: Vec<f64> = data.chunks(classes).map(|r| r[c]).collect();
                 out.push((
                     format!("p_{name}"),
                     Arc::new(Float64Array::from(probs)) as ArrayRef,
@@ -157,7 +158,7 @@ pub async fn predict_file(
                 None => unknown.push((col.clone(), *n as u64)),
             }
         }
-        let extra = prediction_columns(artifact, &scored.predictions);
+        let extra = prediction_columns(artifact, scored.predictions);
         rows += batch.num_rows() as u64;
         match &mut sink {
             Sink::Parquet(writer) => {
@@ -205,29 +206,22 @@ pub async fn predict_file(
                     w.write_record(&header).map_err(io)?;
                     wrote_header = true;
                 }
+                // Numbers as their shortest round-trip text, as export writes them.
+                let extra_types: Vec<FeatureType> = extra
+                    .iter()
+                    .map(|(_, a)| match a.data_type() {
+                        DataType::Float64 => FeatureType::Numeric,
+                        _ => FeatureType::Text,
+                    })
+                    .collect();
                 let mut record: Vec<String> = Vec::with_capacity(types.len() + extra.len());
                 for i in 0..batch.num_rows() {
                     record.clear();
                     for (c, t) in types.iter().enumerate() {
                         record.push(cell_text(batch.column(c), *t, i));
                     }
-                    for (_, a) in &extra {
-                        record.push(match a.data_type() {
-                            DataType::Float64 => {
-                                // Shortest text that reads back as the same f64.
-                                let v = a
-                                    .as_any()
-                                    .downcast_ref::<Float64Array>()
-                                    .map(|f| f.value(i))
-                                    .unwrap_or(f64::NAN);
-                                format!("{v}")
-                            }
-                            _ => a
-                                .as_any()
-                                .downcast_ref::<StringArray>()
-                                .map(|s| s.value(i).to_owned())
-                                .unwrap_or_default(),
-                        });
+                    for (a, t) in extra.iter().map(|(_, a)| a).zip(&extra_types) {
+                        record.push(cell_text(a, *t, i));
                     }
                     w.write_record(&record).map_err(io)?;
                 }

@@ -857,7 +857,6 @@ impl Prepared {
         let mut skip = spec.exclude.clone();
         skip.push(self.target.clone());
         let slices = evaluate::slices(
-            task,
             &self.schema,
             &valid_batch,
             &y_valid,
