@@ -1,7 +1,8 @@
 //! Kiln's two stores.
 //!
 //! * [`MetaStore`]: the relational metadata (datasets and their versions; models, their
-//!   versions and aliases with history; training runs; later prediction logs) through sqlx, on SQLite by default or PostgreSQL by URL.
+//!   versions and aliases with history; training runs; the server's prediction log and label
+//!   feedback) through sqlx, on SQLite by default or PostgreSQL by URL.
 //!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
 //!   reports) through `object_store`, on a local folder by default. Every write is atomic and
@@ -11,6 +12,7 @@
 
 mod artifacts;
 mod meta;
+mod predictions;
 mod registry;
 mod runs;
 
@@ -18,6 +20,10 @@ use std::path::{Path, PathBuf};
 
 pub use artifacts::{ArtifactStore, VerifiedFile};
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
+pub use predictions::{
+    FeedbackOutcome, FeedbackRecord, PredictionQuery, PredictionRecord, StoredFeedback,
+    StoredPrediction,
+};
 pub use registry::{Alias, AliasMove, Expect, ModelVersion};
 pub use runs::{NewRun, Run, RunResult, RunStatus};
 
@@ -57,6 +63,9 @@ pub enum StoreError {
     },
     #[error("stored record is unreadable ({what}): {message}")]
     Corrupt { what: String, message: String },
+    /// The caller's input cannot be stored as given (the message says which item and why).
+    #[error("invalid input: {0}")]
+    Invalid(String),
     #[error("conflict: {0}")]
     Conflict(String),
     #[error("{0}")]

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 3] = [
+const MIGRATIONS: [(i64, &str, &str); 4] = [
     (
         1,
         "datasets",
@@ -30,6 +30,11 @@ const MIGRATIONS: [(i64, &str, &str); 3] = [
     ),
     (2, "models", include_str!("../migrations/0002_models.sql")),
     (3, "runs", include_str!("../migrations/0003_runs.sql")),
+    (
+        4,
+        "predictions",
+        include_str!("../migrations/0004_predictions.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {
@@ -57,7 +62,7 @@ pub struct MetaStore {
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
-enum Backend {
+pub(crate) enum Backend {
     Sqlite,
     Postgres,
 }
@@ -182,6 +187,10 @@ impl MetaStore {
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub(crate) fn backend(&self) -> Backend {
+        self.backend
     }
 
     /// Records that an artifact exists (idempotent).

@@ -181,6 +181,17 @@ impl MetaStore {
         rows.iter().map(alias_of).collect()
     }
 
+    /// Every alias of every model, by model then alias. One scan of the primary key, which
+    /// is already in that order: cheap enough for a server to poll to follow alias moves.
+    pub async fn all_aliases(&self) -> Result<Vec<Alias>> {
+        let rows = sqlx::query(
+            "SELECT model, alias, version, revision, updated_at FROM aliases ORDER BY model, alias",
+        )
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter().map(alias_of).collect()
+    }
+
     /// Where `alias` of `model` points, if anywhere.
     pub async fn alias(&self, model: &str, alias: &str) -> Result<Option<Alias>> {
         let row = sqlx::query(

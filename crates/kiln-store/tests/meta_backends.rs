@@ -8,7 +8,8 @@ use std::str::FromStr;
 use kiln_core::id::ContentId;
 use kiln_core::schema::{Column, FeatureType, Schema};
 use kiln_store::{
-    Expect, MetaStore, NewRun, NewVersion, PartRef, RunResult, RunStatus, StoreError,
+    Expect, FeedbackOutcome, FeedbackRecord, MetaStore, NewRun, NewVersion, PartRef,
+    PredictionQuery, PredictionRecord, RunResult, RunStatus, StoreError, StoredPrediction,
 };
 
 fn new_version(dataset: &str, seed: &str) -> NewVersion {
@@ -246,6 +247,356 @@ async fn exercise_runs(store: MetaStore) {
     assert!(store.run(i64::MAX).await.unwrap().is_none());
 }
 
+/// A logged row with realistic sizes (features ~200 bytes of JSON) and every optional field
+/// both set and unset across rows; text that needs escaping in JSON and SQL alike.
+fn prediction(model: &str, run: &str, i: usize, time: i64) -> PredictionRecord {
+    PredictionRecord {
+        request_id: format!("{run}-req-{}", i / 3),
+        key: i.is_multiple_of(2).then(|| format!("{run}-key-{i}")),
+        model: model.to_owned(),
+        version: 1 + (i % 3) as i64,
+        alias: (!i.is_multiple_of(4)).then(|| "production".to_owned()),
+        time,
+        features: format!(
+            r#"{{"dteday":"2012-06-{:02}","season":"summer","hr":{},"temp":0.{:04},"atemp":0.6212,"hum":0.{:02},"windspeed":0.1642,"weathersit":"clear","holiday":false,"workingday":true,"mnth":6,"note":"l'été \"chaud\""}}"#,
+            1 + i % 28,
+            i % 24,
+            i % 10_000,
+            i % 100
+        ),
+        output: format!(r#"{{"prediction":{}.5}}"#, i % 977),
+        latency_us: 150 + (i % 50) as i64,
+        flags: i
+            .is_multiple_of(5)
+            .then(|| r#"["unknown_category:season"]"#.to_owned()),
+    }
+}
+
+fn record_of(p: &StoredPrediction) -> PredictionRecord {
+    PredictionRecord {
+        request_id: p.request_id.clone(),
+        key: p.key.clone(),
+        model: p.model.clone(),
+        version: p.version,
+        alias: p.alias.clone(),
+        time: p.time,
+        features: p.features.clone(),
+        output: p.output.clone(),
+        latency_us: p.latency_us,
+        flags: p.flags.clone(),
+    }
+}
+
+/// Every prediction of `model`, read page by page with `after_id`.
+async fn all_pages(store: &MetaStore, model: &str, page: i64) -> Vec<StoredPrediction> {
+    let mut all: Vec<StoredPrediction> = Vec::new();
+    loop {
+        let rows = store
+            .predictions(&PredictionQuery {
+                model: Some(model.to_owned()),
+                from: None,
+                to: None,
+                after_id: all.last().map(|p| p.id),
+                limit: page,
+            })
+            .await
+            .unwrap();
+        assert!(rows.len() as i64 <= page);
+        if rows.is_empty() {
+            return all;
+        }
+        all.extend(rows);
+    }
+}
+
+/// The prediction log: a batch larger than one statement comes back identical and in order,
+/// with dense ids; filters, paging and counts; concurrent appends keep batches contiguous.
+async fn exercise_predictions(store: MetaStore) {
+    let model = unique("log");
+    let run = unique("run");
+    let base = 1_700_000_000_000_000_i64;
+    let total_before = store.prediction_count(None).await.unwrap();
+
+    assert_eq!(store.append_predictions(&[]).await.unwrap(), 0);
+    assert_eq!(store.prediction_count(None).await.unwrap(), total_before);
+
+    let rows: Vec<PredictionRecord> = (0..1234)
+        .map(|i| prediction(&model, &run, i, base + i as i64))
+        .collect();
+    assert!(rows[1].features.len() > 180, "{}", rows[1].features.len());
+    assert_eq!(store.append_predictions(&rows).await.unwrap(), 1234);
+
+    let back = all_pages(&store, &model, 500).await;
+    assert_eq!(back.len(), 1234);
+    assert_eq!(back.iter().map(record_of).collect::<Vec<_>>(), rows);
+    for w in back.windows(2) {
+        assert_eq!(
+            w[1].id,
+            w[0].id + 1,
+            "ids of one batch are dense and ascending"
+        );
+    }
+    assert_eq!(store.prediction_count(Some(&model)).await.unwrap(), 1234);
+    assert_eq!(
+        store.prediction_count(None).await.unwrap(),
+        total_before + 1234
+    );
+
+    // Time range: `from` inclusive, `to` exclusive; and the model filter excludes others.
+    let other = unique("other");
+    let others: Vec<PredictionRecord> = (0..7)
+        .map(|i| prediction(&other, &run, 5000 + i, base + 150))
+        .collect();
+    assert_eq!(store.append_predictions(&others).await.unwrap(), 7);
+    let window = |model: Option<&str>, limit: i64| PredictionQuery {
+        model: model.map(str::to_owned),
+        from: Some(base + 100),
+        to: Some(base + 200),
+        after_id: None,
+        limit,
+    };
+    let ranged = store
+        .predictions(&window(Some(&model), 1000))
+        .await
+        .unwrap();
+    assert_eq!(
+        ranged.iter().map(|p| p.time - base).collect::<Vec<_>>(),
+        (100..200).collect::<Vec<_>>()
+    );
+    let both = store.predictions(&window(None, 10_000)).await.unwrap();
+    let ours: Vec<_> = both
+        .iter()
+        .filter(|p| p.model == model || p.model == other)
+        .collect();
+    assert_eq!(ours.len(), 107);
+    assert_eq!(
+        ours.last().unwrap().model,
+        other,
+        "by id: the later batch last"
+    );
+    let limited = store.predictions(&window(Some(&model), 10)).await.unwrap();
+    assert_eq!(limited, ranged[..10]);
+    let paged = store
+        .predictions(&PredictionQuery {
+            after_id: Some(ranged[9].id),
+            ..window(Some(&model), 5)
+        })
+        .await
+        .unwrap();
+    assert_eq!(paged, ranged[10..15]);
+    assert!(
+        store
+            .predictions(&window(Some(&model), -1))
+            .await
+            .unwrap()
+            .is_empty(),
+        "a negative limit reads nothing on either engine"
+    );
+    assert_eq!(store.prediction_count(Some(&other)).await.unwrap(), 7);
+
+    // All rows of one request (three rows per request here), in order.
+    let req = store
+        .prediction_by_request(&format!("{run}-req-5"))
+        .await
+        .unwrap();
+    assert_eq!(req.iter().map(record_of).collect::<Vec<_>>(), rows[15..18]);
+    assert!(
+        store
+            .prediction_by_request("no such")
+            .await
+            .unwrap()
+            .is_empty()
+    );
+
+    // Two writers at once: neither fails, and each batch's ids stay one contiguous run.
+    let racing = unique("race");
+    let batch = |tag: &str| -> Vec<PredictionRecord> {
+        (0..600)
+            .map(|i| PredictionRecord {
+                request_id: format!("{tag}-{i}"),
+                ..prediction(&racing, tag, i, base + i as i64)
+            })
+            .collect()
+    };
+    let (a, b) = (batch("a"), batch("b"));
+    let (ra, rb) = tokio::join!(store.append_predictions(&a), store.append_predictions(&b));
+    assert_eq!((ra.unwrap(), rb.unwrap()), (600, 600));
+    let raced = all_pages(&store, &racing, 512).await;
+    assert_eq!(raced.len(), 1200);
+    for half in raced.chunks(600) {
+        let tag = &half[0].request_id[..1];
+        assert!(half.iter().all(|p| p.request_id.starts_with(tag)));
+        assert_eq!(half[599].id - half[0].id, 599);
+    }
+}
+
+/// Feedback: matched by request id or by key, stored even when unmatched; a batch with an
+/// item that names neither is refused whole.
+async fn exercise_feedback(store: MetaStore) {
+    let model = unique("fb");
+    let run = unique("fbrun");
+    let rows: Vec<PredictionRecord> = (0..6)
+        .map(|i| prediction(&model, &run, i, i as i64))
+        .collect();
+    store.append_predictions(&rows).await.unwrap();
+    let item = |request_id: Option<String>, key: Option<String>, label: &str| FeedbackRecord {
+        request_id,
+        key,
+        time: Some(42),
+        label: label.to_owned(),
+    };
+    let items = vec![
+        // Matched by request id (two rows share it: still one matched item).
+        item(Some(format!("{run}-req-0")), None, "1"),
+        // Matched by key.
+        item(None, Some(format!("{run}-key-4")), "2.5"),
+        // Unmatched request id, matched key.
+        item(
+            Some(format!("{run}-nope")),
+            Some(format!("{run}-key-2")),
+            "\"late\"",
+        ),
+        // Unmatched: an odd row has no key, and this request was never logged.
+        item(None, Some(format!("{run}-key-1")), "true"),
+        item(Some(format!("{run}-req-9")), None, "0"),
+    ];
+    let out = store.add_feedback(&items).await.unwrap();
+    assert_eq!(
+        out,
+        FeedbackOutcome {
+            stored: 5,
+            matched: 3
+        }
+    );
+    assert_eq!(
+        store.add_feedback(&[]).await.unwrap(),
+        FeedbackOutcome::default()
+    );
+
+    // Many items in one batch, across statement boundaries: one query counts the matches.
+    let many: Vec<FeedbackRecord> = (0..1100)
+        .map(|i| item(Some(format!("{run}-req-{}", i % 4)), None, "1"))
+        .collect();
+    assert_eq!(
+        store.add_feedback(&many).await.unwrap(),
+        FeedbackOutcome {
+            stored: 1100,
+            matched: 550
+        }
+    );
+
+    let refused = store
+        .add_feedback(&[
+            item(None, Some(format!("{run}-refused")), "1"),
+            item(None, None, "2"),
+        ])
+        .await;
+    match refused {
+        Err(StoreError::Invalid(m)) => assert!(m.contains("item 1"), "{m}"),
+        other => panic!("expected Invalid, got {other:?}"),
+    }
+
+    // Read it all back by pages; ours are identified by the run in their ids and keys.
+    let mut all = Vec::new();
+    loop {
+        let page = store
+            .feedback(all.last().map(|f: &kiln_store::StoredFeedback| f.id), 400)
+            .await
+            .unwrap();
+        if page.is_empty() {
+            break;
+        }
+        all.extend(page);
+    }
+    for w in all.windows(2) {
+        assert!(w[1].id > w[0].id);
+    }
+    let mine: Vec<_> = all
+        .iter()
+        .filter(|f| {
+            [&f.request_id, &f.key]
+                .iter()
+                .any(|v| v.as_deref().is_some_and(|s| s.starts_with(&run)))
+        })
+        .collect();
+    assert_eq!(mine.len(), 1105, "the refused batch stored nothing");
+    assert!(
+        !mine
+            .iter()
+            .any(|f| f.key.as_deref() == Some(&format!("{run}-refused")))
+    );
+    let first: Vec<_> = mine[..5]
+        .iter()
+        .map(|f| FeedbackRecord {
+            request_id: f.request_id.clone(),
+            key: f.key.clone(),
+            time: f.time,
+            label: f.label.clone(),
+        })
+        .collect();
+    assert_eq!(first, items);
+    assert!(mine.iter().all(|f| f.received_at > 0));
+    assert!(store.feedback(None, -5).await.unwrap().is_empty());
+}
+
+/// All aliases of all models in one list, following moves.
+async fn exercise_all_aliases(store: MetaStore) {
+    let model = unique("aliased");
+    for seed in [&b"x"[..], b"y"] {
+        store
+            .add_model_version(&model, &ContentId::of(seed), None)
+            .await
+            .unwrap();
+    }
+    store
+        .set_alias(&model, "staging", 2, Expect::Absent, "try", "ci")
+        .await
+        .unwrap();
+    store
+        .set_alias(&model, "production", 1, Expect::Absent, "first", "ci")
+        .await
+        .unwrap();
+    let ours = |all: Vec<kiln_store::Alias>| -> Vec<(String, i64, i64)> {
+        all.into_iter()
+            .filter(|a| a.model == model)
+            .map(|a| (a.alias, a.version, a.revision))
+            .collect()
+    };
+    let all = store.all_aliases().await.unwrap();
+    // Ordered by model, then alias: each model's aliases are together (the order of the
+    // models themselves follows the database's collation, which may not be byte order).
+    let at: Vec<usize> = (0..all.len()).filter(|&i| all[i].model == model).collect();
+    assert_eq!(at.len(), 2);
+    assert_eq!(at[1], at[0] + 1);
+    let mut seen = std::collections::BTreeSet::new();
+    for w in all.windows(2) {
+        if w[0].model != w[1].model {
+            assert!(seen.insert(w[0].model.clone()), "{} is split", w[0].model);
+        }
+    }
+    assert_eq!(
+        ours(all),
+        [("production".into(), 1, 1), ("staging".into(), 2, 1)]
+    );
+    let moved = store
+        .set_alias(
+            &model,
+            "production",
+            2,
+            Expect::Revision(1),
+            "promote",
+            "ci",
+        )
+        .await
+        .unwrap();
+    let all = store.all_aliases().await.unwrap();
+    assert!(all.contains(&moved));
+    assert_eq!(
+        ours(all),
+        [("production".into(), 2, 2), ("staging".into(), 2, 1)]
+    );
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -253,6 +604,9 @@ async fn sqlite_backend() {
     exercise(MetaStore::connect(&url).await.unwrap()).await;
     exercise_registry(MetaStore::connect(&url).await.unwrap()).await;
     exercise_runs(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_predictions(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_feedback(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_all_aliases(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -271,6 +625,9 @@ async fn postgres_backend() {
     exercise(MetaStore::connect(&url).await.unwrap()).await;
     exercise_registry(MetaStore::connect(&url).await.unwrap()).await;
     exercise_runs(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_predictions(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_feedback(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_all_aliases(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
@@ -285,4 +642,47 @@ async fn unreachable_and_unsupported_backends_fail_clearly() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("127.0.0.1:1") && !e.contains("secret"), "{e}");
+}
+
+/// Appends 100,000 rows (features ~200 bytes) once as a single call and once as 1,000-row
+/// flushes (what a server's log writer does), and prints the rates.
+async fn append_throughput(store: MetaStore, engine: &str) {
+    let model = unique("bench");
+    let base = 1_700_000_000_000_000_i64;
+    let rows: Vec<PredictionRecord> = (0..100_000)
+        .map(|i| prediction(&model, "bench", i, base + i as i64))
+        .collect();
+    let avg = rows.iter().map(|r| r.features.len()).sum::<usize>() / rows.len();
+    let started = std::time::Instant::now();
+    assert_eq!(store.append_predictions(&rows).await.unwrap(), 100_000);
+    let one = started.elapsed();
+    let started = std::time::Instant::now();
+    for chunk in rows.chunks(1000) {
+        assert_eq!(store.append_predictions(chunk).await.unwrap(), 1000);
+    }
+    let flushes = started.elapsed();
+    assert_eq!(store.prediction_count(Some(&model)).await.unwrap(), 200_000);
+    let rate = |d: std::time::Duration| 100_000.0 / d.as_secs_f64();
+    println!(
+        "{engine}: 100,000 predictions (features ~{avg} bytes): one call {:.3} s ({:.0} rows/s); \
+         100 calls of 1,000 {:.3} s ({:.0} rows/s)",
+        one.as_secs_f64(),
+        rate(one),
+        flushes.as_secs_f64(),
+        rate(flushes)
+    );
+}
+
+/// Append throughput, a measurement rather than a check: `cargo test --release -p kiln-store
+/// --test meta_backends -- --ignored --nocapture` (PostgreSQL too when
+/// `KILN_TEST_POSTGRES_URL` is set).
+#[tokio::test]
+#[ignore = "a measurement, not a check: run it in release mode"]
+async fn append_throughput_100k() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
+    append_throughput(MetaStore::connect(&url).await.unwrap(), "SQLite").await;
+    if let Ok(url) = std::env::var("KILN_TEST_POSTGRES_URL") {
+        append_throughput(MetaStore::connect(&url).await.unwrap(), "PostgreSQL").await;
+    }
 }
