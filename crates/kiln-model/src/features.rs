@@ -39,6 +39,9 @@ pub enum Family {
     Linear,
 }
 
+/// Up to this many rows, categories are looked up by scanning rather than through a map.
+const FEW_ROWS: usize = 8;
+
 /// One-hot encodings keep at most this many categories per column.
 pub const MAX_ONE_HOT: usize = 50;
 
@@ -261,32 +264,42 @@ impl FeaturePipeline {
                     }
                 }
                 ColumnTransform::Ordinal { codes } => {
-                    let lookup: HashMap<&str, f64> =
-                        codes.iter().map(|(k, v)| (k.as_str(), *v)).collect();
+                    // A served request has a row or a few: scanning the codes beats building
+                    // a hash map for them (the map pays off on batches).
+                    let lookup: Option<HashMap<&str, f64>> = (rows > FEW_ROWS)
+                        .then(|| codes.iter().map(|(k, v)| (k.as_str(), *v)).collect());
                     for i in 0..rows {
-                        data.push(match category_at(array, i) {
+                        let code = category_at(array, i).map(|c| match &lookup {
+                            Some(map) => map.get(c).copied(),
+                            None => codes.iter().find(|(k, _)| k == c).map(|(_, v)| *v),
+                        });
+                        data.push(match code {
                             None => f64::NAN,
-                            Some(c) => match lookup.get(c) {
-                                Some(v) => *v,
-                                None => {
-                                    unseen += 1;
-                                    f64::NAN
-                                }
-                            },
+                            Some(Some(v)) => v,
+                            Some(None) => {
+                                unseen += 1;
+                                f64::NAN
+                            }
                         });
                     }
                 }
                 ColumnTransform::OneHot { categories } => {
-                    let index: HashMap<&str, usize> = categories
-                        .iter()
-                        .enumerate()
-                        .map(|(j, c)| (c.as_str(), j))
-                        .collect();
+                    let index: Option<HashMap<&str, usize>> = (rows > FEW_ROWS).then(|| {
+                        categories
+                            .iter()
+                            .enumerate()
+                            .map(|(j, c)| (c.as_str(), j))
+                            .collect()
+                    });
                     let start = data.len();
                     data.resize(start + rows * categories.len(), 0.0);
                     for i in 0..rows {
                         if let Some(c) = category_at(array, i) {
-                            match index.get(c) {
+                            let found = match &index {
+                                Some(map) => map.get(c).copied(),
+                                None => categories.iter().position(|k| k == c),
+                            };
+                            match found {
                                 Some(j) => data[start + j * rows + i] = 1.0,
                                 None => unseen += 1,
                             }
