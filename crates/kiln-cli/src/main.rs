@@ -11,6 +11,7 @@ mod init;
 mod models;
 mod output;
 mod quickstart;
+mod serve;
 mod train;
 
 use std::path::PathBuf;
@@ -86,6 +87,8 @@ enum Command {
     Models(models::ModelsCommand),
     /// Score a CSV or Parquet file with a registered model (validated like an ingest)
     Predict(models::PredictArgs),
+    /// Serve models over HTTP: JSON API, Open Inference Protocol v2, feedback, metrics
+    Serve(serve::ServeArgs),
     /// Run the reference example end to end in a fresh home (bike-rental demand)
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -100,7 +103,11 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let file_format = context::peek_log_format(&cli.global);
-    output::init_logging(&cli.global, file_format);
+    let _log_guard = output::init_logging(
+        &cli.global,
+        file_format,
+        matches!(cli.command, Command::Serve(_)),
+    );
     let runtime = match tokio::runtime::Builder::new_multi_thread()
         .enable_all()
         .build()
@@ -119,6 +126,7 @@ fn main() -> ExitCode {
             Command::Runs(cmd) => train::run_runs(&cli.global, cmd).await,
             Command::Models(cmd) => models::run(&cli.global, cmd).await,
             Command::Predict(args) => models::predict(&cli.global, args).await,
+            Command::Serve(args) => serve::run(&cli.global, args).await,
             Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
         }
     });

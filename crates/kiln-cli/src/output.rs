@@ -41,7 +41,8 @@ impl CliError {
             StoreError::BadDbUrl(_)
             | StoreError::BadArtifactUrl(_)
             | StoreError::NotFound(_)
-            | StoreError::Conflict(_) => Self::input(e.to_string()),
+            | StoreError::Conflict(_)
+            | StoreError::Invalid(_) => Self::input(e.to_string()),
             _ => Self::system(e.to_string()),
         }
     }
@@ -81,11 +82,20 @@ pub fn print_error(e: &CliError) {
     eprintln!("error: {}", e.message);
 }
 
-pub fn init_logging(global: &GlobalArgs, config_format: Option<LogFormat>) {
+/// Starts logging on stderr. A server (`long_running`) logs at info by default (its access
+/// log and model reloads are what operators read) through a background thread that batches
+/// writes, so a request never waits on the terminal or the pipe; the returned guard flushes
+/// what is left when dropped.
+pub fn init_logging(
+    global: &GlobalArgs,
+    config_format: Option<LogFormat>,
+    long_running: bool,
+) -> Option<tracing_appender::non_blocking::WorkerGuard> {
     let level = if global.quiet {
         "error"
     } else {
         match global.verbose {
+            0 if long_running => "info",
             0 => "warn",
             1 => "info",
             _ => "debug",
@@ -93,18 +103,37 @@ pub fn init_logging(global: &GlobalArgs, config_format: Option<LogFormat>) {
     };
     let filter = tracing_subscriber::EnvFilter::try_from_env("KILN_LOG")
         .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new(level));
-    let builder = tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_writer(std::io::stderr);
     let format = global
         .log_format
         .or(config_format)
         .unwrap_or(LogFormat::Human);
+    let (writer, guard) = if long_running {
+        let (w, g) = tracing_appender::non_blocking::NonBlockingBuilder::default()
+            // Never drop a line: a full buffer makes the logging thread wait instead.
+            .lossy(false)
+            .finish(std::io::BufWriter::new(std::io::stderr()));
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(w),
+            Some(g),
+        )
+    } else {
+        (
+            tracing_subscriber::fmt::writer::BoxMakeWriter::new(std::io::stderr),
+            None,
+        )
+    };
+    use std::io::IsTerminal;
+    let builder = tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        // Colours for a person at a terminal, never escape codes in a log file or pipe.
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(writer);
     // A second initialisation (tests in one process) is harmless; ignore it.
     let _ = match format {
         LogFormat::Json => builder.json().try_init(),
         LogFormat::Human => builder.with_target(false).try_init(),
     };
+    guard
 }
 
 /// Prints one JSON document on stdout.

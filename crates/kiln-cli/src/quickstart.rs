@@ -79,6 +79,7 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
     let mut g = global.clone();
     g.config = Some(config_path.clone());
     let project = open(&g).await?;
+    crate::init::write_admin_token(&project.home.join(crate::init::ADMIN_TOKEN_FILE))?;
     let say = |s: String| {
         if !global.quiet && !args.json {
             println!("{s}");
@@ -167,6 +168,11 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
     say(format!(
         "   kiln predict --model {model} --input {DATA_FILE} -o predictions.csv"
     ));
+    say("   kiln serve                    # then open http://127.0.0.1:8080/docs".into());
+    say(format!(
+        "   curl -s localhost:8080/v1/models/bikes/predict -H 'content-type: application/json' -d '{}'",
+        QUICK_ROW
+    ));
     if args.json {
         print_json(&Summary {
             project: dir.clone(),
@@ -188,6 +194,9 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
     }
     Ok(())
 }
+
+/// One row of the example, for the curl line of the next steps.
+const QUICK_ROW: &str = r#"{"instances": [{"dteday": "2012-07-01", "season": "fall", "hr": "3pm", "holiday": "No", "weekday": "Sun", "workingday": "No", "weathersit": "Clear", "temp": 34.3, "atemp": 38.0, "hum": 37.0, "windspeed": 19.0}]}"#;
 
 /// A sortable, unique-enough folder suffix: seconds since the epoch and the process id.
 fn chrono_stamp() -> String {

@@ -85,6 +85,32 @@ max_errors_shown = 20
 # l2 = 1.0
 # [train.linear]
 # l2 = 1.0                      # ridge / logistic regularization
+
+# How `kiln serve` serves the models that have one of `aliases`. Every key is optional.
+# [serve]
+# addr = "127.0.0.1:8080"       # Env: KILN_SERVE_ADDR. Flag: --addr.
+# aliases = ["production", "staging", "shadow", "canary"]   # aliases loaded and kept ready;
+#                               # requests without ?alias= or ?version= get `production`
+# poll_interval_ms = 500        # how often alias moves in the registry are picked up
+# body_limit_bytes = 4194304    # larger bodies: 413
+# max_rows = 10000              # rows per request, at most (413 above)
+# request_timeout_ms = 10000    # slower requests: 503 `timeout`
+# out_of_range = "flag"         # a number outside the training range: "flag" (score it, flag
+#                               # the row, count it) or "reject" (422)
+# access_log = true             # one log line per request (with --log-format json: JSON)
+# [serve.log]                   # the prediction log (every prediction, written in batches)
+# enabled = true                # Flag: --no-prediction-log.
+# flush_interval_ms = 1000      # longest a prediction waits to be written (what a crash loses)
+# queue_rows = 100000           # predictions waiting at most; then `overflow` applies
+# batch_rows = 5000             # most predictions per write
+# overflow = "block"            # "block": requests wait for room (nothing lost);
+#                               # "drop": answered but not logged, counted in /metrics
+# [serve.auth]
+# admin_token_file = ".kiln/admin.token"   # default: admin.token in the home (kiln init
+#                               # writes it, mode 0600). Env KILN_ADMIN_TOKEN overrides.
+# api_keys_file = "keys.txt"    # one key per line: prediction routes then need one.
+#                               # Env KILN_API_KEYS (comma-separated) overrides.
+# feedback = "api_key"          # who may POST /v1/feedback: "open" | "api_key" | "admin"
 "#;
 
 /// A problem with `kiln.toml`.
@@ -119,6 +145,9 @@ pub struct Config {
     /// its keys; `kiln train --set KEY=VALUE` overrides them).
     #[serde(default)]
     pub train: toml::Table,
+    /// `[serve]`: how `kiln serve` serves (read and checked by the serving stage).
+    #[serde(default)]
+    pub serve: toml::Table,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -1,0 +1,90 @@
+//! `kiln serve`: the models with a `production` (or other configured) alias behind HTTP.
+
+use clap::Args;
+use kiln_serve::{Credentials, ServeConfig, ServeError, Server};
+
+use crate::GlobalArgs;
+use crate::context;
+use crate::output::CliError;
+
+#[derive(Args, Debug)]
+pub struct ServeArgs {
+    /// Address to listen on, IP:PORT (port 0 picks a free one) [default: [serve] addr, or
+    /// 127.0.0.1:8080]
+    #[arg(long, env = "KILN_SERVE_ADDR")]
+    pub addr: Option<String>,
+    /// Do not log predictions (they are logged by default, for monitoring)
+    #[arg(long)]
+    pub no_prediction_log: bool,
+}
+
+fn serve_error(e: ServeError) -> CliError {
+    match e {
+        ServeError::Config(m) => CliError::input(m),
+        ServeError::Store(s) => CliError::from_store(s),
+        ServeError::Bind { addr, source } => CliError::system(format!(
+            "cannot listen on {addr}: {source}\nhint: another process may use the port; pick another with --addr 127.0.0.1:PORT"
+        )),
+        other => CliError::system(other.to_string()),
+    }
+}
+
+pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
+    let project = context::open(global).await?;
+    let mut config = ServeConfig::from_table(&project.config.serve).map_err(serve_error)?;
+    if let Some(addr) = args.addr {
+        config.addr = addr;
+    }
+    if args.no_prediction_log {
+        config.log.enabled = false;
+    }
+    let base = project
+        .config_dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    let credentials = Credentials::resolve(
+        &config.auth,
+        &base,
+        &project.home.join(crate::init::ADMIN_TOKEN_FILE),
+        std::env::var("KILN_ADMIN_TOKEN").ok(),
+        std::env::var("KILN_API_KEYS").ok(),
+    )
+    .map_err(serve_error)?;
+    let log_on = config.log.enabled;
+    let server = Server::bind(project.store, config, credentials.clone())
+        .await
+        .map_err(serve_error)?;
+    let addr = server.local_addr().map_err(serve_error)?;
+    if !global.quiet {
+        // Printed on stderr (stdout stays free for scripts), before serving starts.
+        eprintln!("kiln serve: listening on http://{addr}");
+        let serving = server.serving();
+        if serving.is_empty() {
+            eprintln!(
+                "  no model served yet: give a version an alias (kiln models alias set production NAME@VERSION --reason ...); the server picks it up"
+            );
+        }
+        for line in serving {
+            eprintln!("  {line}");
+        }
+        eprintln!(
+            "  prediction log: {}; admin routes: {}; API keys: {}",
+            if log_on { "on" } else { "off" },
+            if credentials.admin_token.is_some() {
+                "on"
+            } else {
+                "off (no admin token)"
+            },
+            if credentials.api_keys.is_empty() {
+                "not required".to_owned()
+            } else {
+                format!("{} configured", credentials.api_keys.len())
+            }
+        );
+        eprintln!("  try: curl http://{addr}/docs");
+    }
+    server
+        .run(kiln_serve::shutdown_signal())
+        .await
+        .map_err(serve_error)
+}

@@ -1,0 +1,376 @@
+//! The models the server holds, and how it follows the registry (hot reload).
+//!
+//! The catalog is an immutable snapshot behind an `ArcSwap`: a request takes the current
+//! snapshot once, picks its model (an `Arc`) and scores on it to the end, so a swap never
+//! changes a model under a running request, and a request never waits for a swap. The
+//! follower polls the registry's aliases; when they moved it loads the new targets (off the
+//! request path, warmed up before they are visible) and publishes a new snapshot in one
+//! atomic store. A version that fails to load leaves its alias on the version it served.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
+
+use arc_swap::ArcSwap;
+use kiln_core::schema::FeatureType;
+use kiln_model::artifact::ModelArtifact;
+use kiln_model::features::ColumnTransform;
+use kiln_store::{ModelVersion, Store};
+use serde_json::Value;
+
+use crate::metrics::Metrics;
+
+/// Versions kept loaded beyond the aliases' targets (asked for with `?version=`).
+const EXTRA_VERSIONS: usize = 8;
+
+/// One loaded model version, ready to score.
+pub struct LoadedModel {
+    pub name: String,
+    pub version: i64,
+    pub artifact: ModelArtifact,
+    /// Per input column (schema order): what the door checks.
+    pub checks: Vec<ColumnCheck>,
+    pub loaded_at: i64,
+}
+
+/// What the door knows about one input column from training.
+#[derive(Debug, Default)]
+pub struct ColumnCheck {
+    /// Numeric: the smallest and largest finite values seen in training.
+    pub range: Option<(f64, f64)>,
+    /// Numeric: training data had infinities, so they are values, not mistakes.
+    pub allow_infinite: bool,
+    /// Categorical: the categories the model knows (others are flagged).
+    pub known: Option<HashSet<String>>,
+}
+
+impl LoadedModel {
+    pub fn new(name: &str, version: i64, artifact: ModelArtifact) -> Self {
+        let checks = artifact
+            .schema
+            .columns
+            .iter()
+            .map(|c| {
+                let profile = artifact.reference.features.column(&c.name);
+                let mut check = ColumnCheck::default();
+                if let Some(kiln_core::profile::ColumnStats::Numeric(n)) = profile.map(|p| &p.stats)
+                {
+                    check.range = n.min.zip(n.max);
+                    check.allow_infinite = n.infinite > 0;
+                }
+                if c.ftype == FeatureType::Categorical {
+                    let col = artifact.pipeline.columns.iter().find(|p| p.name == c.name);
+                    check.known = match col.map(|p| &p.transform) {
+                        Some(ColumnTransform::Ordinal { codes }) => {
+                            Some(codes.iter().map(|(k, _)| k.clone()).collect())
+                        }
+                        Some(ColumnTransform::OneHot { categories }) => {
+                            Some(categories.iter().cloned().collect())
+                        }
+                        _ => None,
+                    };
+                }
+                check
+            })
+            .collect();
+        Self {
+            name: name.to_owned(),
+            version,
+            artifact,
+            checks,
+            loaded_at: kiln_core::now_micros(),
+        }
+    }
+
+    /// Scores one all-missing row so lazily built scoring structures exist before the first
+    /// request needs them.
+    fn warm_up(&self) -> Result<(), String> {
+        let row: serde_json::Map<String, Value> = self
+            .artifact
+            .schema
+            .columns
+            .iter()
+            .map(|c| (c.name.clone(), Value::Null))
+            .collect();
+        let batch = kiln_data::rows::batch_from_json(&self.artifact.schema, &[Value::Object(row)])
+            .map_err(|e| format!("{e:?}"))?;
+        self.artifact
+            .score(&batch)
+            .map(|_| ())
+            .map_err(|e| e.to_string())
+    }
+}
+
+/// The models of one name: which alias serves which version, and the loaded versions.
+#[derive(Default, Clone)]
+pub struct ModelSlot {
+    pub aliases: BTreeMap<String, i64>,
+    pub versions: BTreeMap<i64, Arc<LoadedModel>>,
+}
+
+/// An immutable snapshot of everything loaded.
+#[derive(Default, Clone)]
+pub struct Catalog {
+    pub models: BTreeMap<String, ModelSlot>,
+}
+
+impl Catalog {
+    pub fn by_alias(&self, model: &str, alias: &str) -> Option<&Arc<LoadedModel>> {
+        let slot = self.models.get(model)?;
+        slot.versions.get(slot.aliases.get(alias)?)
+    }
+
+    pub fn by_version(&self, model: &str, version: i64) -> Option<&Arc<LoadedModel>> {
+        self.models.get(model)?.versions.get(&version)
+    }
+}
+
+/// Keeps the catalog in step with the registry.
+pub struct Follower {
+    store: Store,
+    aliases: Vec<String>,
+    metrics: Arc<Metrics>,
+    catalog: ArcSwap<Catalog>,
+    /// Syncs and on-demand loads run one at a time.
+    lock: tokio::sync::Mutex<()>,
+    synced: AtomicBool,
+}
+
+/// What a sync changed.
+#[derive(Debug, Default, serde::Serialize, utoipa::ToSchema)]
+pub struct SyncReport {
+    /// `model@alias -> version` moves applied.
+    pub moved: Vec<String>,
+    /// Versions newly loaded, `model@version`.
+    pub loaded: Vec<String>,
+    /// Versions that failed to load, with the reason (their aliases keep their old target).
+    pub failed: Vec<String>,
+}
+
+impl Follower {
+    pub fn new(store: Store, aliases: Vec<String>, metrics: Arc<Metrics>) -> Self {
+        Self {
+            store,
+            aliases,
+            metrics,
+            catalog: ArcSwap::from_pointee(Catalog::default()),
+            lock: tokio::sync::Mutex::new(()),
+            synced: AtomicBool::new(false),
+        }
+    }
+
+    /// The current snapshot (cheap: one atomic load).
+    pub fn catalog(&self) -> arc_swap::Guard<Arc<Catalog>> {
+        self.catalog.load()
+    }
+
+    /// Whether the registry has been read at least once.
+    pub fn is_ready(&self) -> bool {
+        self.synced.load(Ordering::Acquire)
+    }
+
+    /// Reads the aliases and applies any move.
+    pub async fn sync(&self) -> Result<SyncReport, kiln_store::StoreError> {
+        let _guard = self.lock.lock().await;
+        let wanted: Vec<_> = self
+            .store
+            .meta
+            .all_aliases()
+            .await?
+            .into_iter()
+            .filter(|a| self.aliases.contains(&a.alias))
+            .collect();
+        let current = self.catalog.load_full();
+        let unchanged = self.is_ready()
+            && wanted.len()
+                == current
+                    .models
+                    .values()
+                    .map(|s| s.aliases.len())
+                    .sum::<usize>()
+            && wanted.iter().all(|a| {
+                current.by_alias(&a.model, &a.alias).map(|m| m.version) == Some(a.version)
+            });
+        if unchanged {
+            return Ok(SyncReport::default());
+        }
+        let mut report = SyncReport::default();
+        let mut next = Catalog::default();
+        let mut versions_of: HashMap<String, Vec<ModelVersion>> = HashMap::new();
+        for a in &wanted {
+            let old_slot = current.models.get(&a.model);
+            let slot = next.models.entry(a.model.clone()).or_default();
+            let model = match old_slot.and_then(|s| s.versions.get(&a.version)) {
+                Some(m) => Some(m.clone()),
+                None => match slot.versions.get(&a.version) {
+                    Some(m) => Some(m.clone()),
+                    None => {
+                        if !versions_of.contains_key(&a.model) {
+                            let v = self.store.meta.model_versions(&a.model).await?;
+                            versions_of.insert(a.model.clone(), v);
+                        }
+                        let listed = versions_of
+                            .get(&a.model)
+                            .and_then(|v| v.iter().find(|m| m.version == a.version));
+                        match self.load(&a.model, a.version, listed).await {
+                            Ok(m) => {
+                                report.loaded.push(format!("{}@{}", a.model, a.version));
+                                Some(m)
+                            }
+                            Err(e) => {
+                                report
+                                    .failed
+                                    .push(format!("{}@{}: {e}", a.model, a.version));
+                                None
+                            }
+                        }
+                    }
+                },
+            };
+            let served = match model {
+                Some(m) => Some(m),
+                // Keep serving what this alias served before.
+                None => old_slot.and_then(|s| {
+                    s.aliases
+                        .get(&a.alias)
+                        .and_then(|v| s.versions.get(v))
+                        .cloned()
+                }),
+            };
+            if let Some(m) = served {
+                let before = current.by_alias(&a.model, &a.alias).map(|m| m.version);
+                if before != Some(m.version) {
+                    report
+                        .moved
+                        .push(format!("{}@{} -> {}", a.model, a.alias, m.version));
+                }
+                slot.aliases.insert(a.alias.clone(), m.version);
+                slot.versions.insert(m.version, m);
+            }
+        }
+        // Keep a few versions loaded on demand, most recent first.
+        let mut extras: Vec<&Arc<LoadedModel>> = current
+            .models
+            .values()
+            .flat_map(|s| s.versions.values())
+            .filter(|m| next.by_version(&m.name, m.version).is_none())
+            .collect();
+        extras.sort_by_key(|m| std::cmp::Reverse(m.loaded_at));
+        for m in extras.into_iter().take(EXTRA_VERSIONS) {
+            next.models
+                .entry(m.name.clone())
+                .or_default()
+                .versions
+                .insert(m.version, m.clone());
+        }
+        self.publish(next);
+        for line in &report.moved {
+            tracing::info!(target: "kiln::reload", "alias moved: {line}");
+        }
+        for line in &report.failed {
+            tracing::error!(target: "kiln::reload", "model not loaded: {line}");
+        }
+        Ok(report)
+    }
+
+    /// A version named by `?version=` that no alias serves: loaded once, then kept.
+    pub async fn version(
+        &self,
+        model: &str,
+        version: i64,
+    ) -> Result<Option<Arc<LoadedModel>>, String> {
+        if let Some(m) = self.catalog().by_version(model, version) {
+            return Ok(Some(m.clone()));
+        }
+        let _guard = self.lock.lock().await;
+        if let Some(m) = self.catalog().by_version(model, version) {
+            return Ok(Some(m.clone()));
+        }
+        let versions = self
+            .store
+            .meta
+            .model_versions(model)
+            .await
+            .map_err(|e| e.to_string())?;
+        let Some(listed) = versions.iter().find(|m| m.version == version) else {
+            return Ok(None);
+        };
+        let loaded = self.load(model, version, Some(listed)).await?;
+        let mut next = (*self.catalog.load_full()).clone();
+        next.models
+            .entry(model.to_owned())
+            .or_default()
+            .versions
+            .insert(version, loaded.clone());
+        self.publish(next);
+        Ok(Some(loaded))
+    }
+
+    fn publish(&self, next: Catalog) {
+        self.metrics.model_info.reset();
+        for (name, slot) in &next.models {
+            for (alias, version) in &slot.aliases {
+                self.metrics
+                    .model_info
+                    .with_label_values(&[name.as_str(), alias.as_str(), &version.to_string()])
+                    .set(1);
+            }
+        }
+        self.catalog.store(Arc::new(next));
+        self.synced.store(true, Ordering::Release);
+    }
+
+    async fn load(
+        &self,
+        model: &str,
+        version: i64,
+        listed: Option<&ModelVersion>,
+    ) -> Result<Arc<LoadedModel>, String> {
+        let v = version.to_string();
+        let result = async {
+            let listed = listed.ok_or_else(|| "the version is not in the registry".to_owned())?;
+            let artifact = kiln_train::registry::load(&self.store, listed)
+                .await
+                .map_err(|e| e.to_string())?;
+            let name = model.to_owned();
+            // Building the checks and warming up is CPU work: keep it off the async workers.
+            tokio::task::spawn_blocking(move || {
+                let loaded = LoadedModel::new(&name, version, artifact);
+                loaded.warm_up()?;
+                Ok::<_, String>(Arc::new(loaded))
+            })
+            .await
+            .map_err(|e| e.to_string())?
+        }
+        .await;
+        let outcome = if result.is_ok() { "ok" } else { "error" };
+        self.metrics
+            .model_loads
+            .with_label_values(&[model, &v, outcome])
+            .inc();
+        if result.is_ok() {
+            tracing::info!(target: "kiln::reload", model, version, "model loaded");
+        }
+        result
+    }
+
+    /// Polls the registry until `shutdown` fires.
+    pub async fn follow(
+        self: Arc<Self>,
+        interval: std::time::Duration,
+        mut shutdown: tokio::sync::watch::Receiver<bool>,
+    ) {
+        let mut tick = tokio::time::interval(interval);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                _ = tick.tick() => {
+                    if let Err(e) = self.sync().await {
+                        tracing::warn!(target: "kiln::reload", error = %e, "cannot read the registry; serving what is loaded");
+                    }
+                }
+                _ = shutdown.changed() => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,558 @@
+//! The native JSON API: predict, feedback, and the list of served models.
+//!
+//! [`serve_rows`] is the one path from rows to answers for both protocols: pick the model,
+//! admit the rows at the door, score them with `ModelArtifact::score` (the path training
+//! evaluation and `kiln predict` use), and hand the predictions to the log.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Instant;
+
+use axum::Extension;
+use axum::body::Bytes;
+use axum::extract::rejection::{BytesRejection, PathRejection, QueryRejection};
+use axum::extract::{Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use kiln_model::learner::Predictions;
+use serde::{Deserialize, Serialize};
+use serde_json::Value;
+use utoipa::{IntoParams, ToSchema};
+
+use crate::AppState;
+use crate::catalog::LoadedModel;
+use crate::door;
+use crate::error::{ApiError, ErrorBody};
+use crate::http::{RequestId, ServedBy, json_body, row_id};
+use crate::plog::{LogBatch, LogRow};
+
+/// The alias a request without `?version=` or `?alias=` is served by.
+pub const DEFAULT_ALIAS: &str = "production";
+
+/// Rows scored this many at a time or more leave the async workers.
+const BLOCKING_ROWS: usize = 256;
+
+/// Which version of the model: at most one of the two.
+#[derive(Debug, Deserialize, IntoParams)]
+#[serde(deny_unknown_fields)]
+pub struct Selection {
+    /// A registered version number.
+    pub version: Option<i64>,
+    /// An alias (default `production`).
+    pub alias: Option<String>,
+}
+
+/// Rows to score.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct PredictRequest {
+    /// One JSON object per row: `{feature: value}`; `null` is a missing value.
+    #[schema(value_type = Vec<Object>)]
+    pub instances: Vec<Value>,
+    /// Optional join keys, one per row, to match labels sent later by key.
+    #[serde(default)]
+    pub keys: Option<Vec<String>>,
+}
+
+/// The answer for one row.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct RowPrediction {
+    /// Id of this row's prediction (the request's id for a one-row request, `ID.i` otherwise);
+    /// send it back with the label to `POST /v1/feedback`.
+    pub request_id: String,
+    /// Regression: the predicted value.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub value: Option<f64>,
+    /// Classification: the most likely class.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub class: Option<String>,
+    /// Classification: each class's probability.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub probabilities: Option<BTreeMap<String, f64>>,
+    /// What the door noticed but accepted, e.g. `unknown_category:season`.
+    #[serde(skip_serializing_if = "Vec::is_empty")]
+    pub flags: Vec<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct PredictResponse {
+    pub model: String,
+    pub version: i64,
+    /// The alias that routed the request, when one did.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub alias: Option<String>,
+    pub predictions: Vec<RowPrediction>,
+}
+
+/// What scoring a request produced.
+pub struct Served {
+    pub model: Arc<LoadedModel>,
+    pub alias: Option<Arc<str>>,
+    pub predictions: Predictions,
+    pub row_ids: Vec<String>,
+    pub flags: Vec<Vec<String>>,
+}
+
+/// Finds the model a request asks for.
+pub async fn select(
+    state: &AppState,
+    name: &str,
+    version: Option<i64>,
+    alias: Option<&str>,
+) -> Result<(Arc<LoadedModel>, Option<Arc<str>>), ApiError> {
+    if version.is_some() && alias.is_some() {
+        return Err(ApiError::bad_request(
+            "conflicting_selection",
+            "give `version` or `alias`, not both",
+        ));
+    }
+    let catalog = state.follower.catalog();
+    let Some(slot) = catalog.models.get(name) else {
+        let served: Vec<&str> = catalog.models.keys().map(String::as_str).collect();
+        return Err(ApiError::not_found(
+            "unknown_model",
+            format!(
+                "no model `{name}` is served; served: {}",
+                if served.is_empty() {
+                    "none (give a version an alias: kiln models alias set production NAME@VERSION)"
+                        .to_owned()
+                } else {
+                    served.join(", ")
+                }
+            ),
+        )
+        .field("name"));
+    };
+    if let Some(v) = version {
+        if let Some(m) = slot.versions.get(&v) {
+            return Ok((m.clone(), None));
+        }
+        drop(catalog);
+        return match state.follower.version(name, v).await {
+            Ok(Some(m)) => Ok((m, None)),
+            Ok(None) => Err(ApiError::not_found(
+                "unknown_version",
+                format!("model `{name}` has no version {v}"),
+            )
+            .field("version")),
+            Err(e) => Err(ApiError::internal(&format!("cannot load {name}@{v}"), e)),
+        };
+    }
+    let alias = alias.unwrap_or(DEFAULT_ALIAS);
+    match slot.aliases.get(alias).and_then(|v| slot.versions.get(v)) {
+        Some(m) => Ok((m.clone(), Some(Arc::from(alias)))),
+        None => Err(ApiError::not_found(
+            "unknown_alias",
+            format!(
+                "model `{name}` has no alias `{alias}` served here; served aliases: {}",
+                slot.aliases.keys().cloned().collect::<Vec<_>>().join(", ")
+            ),
+        )
+        .field("alias")),
+    }
+}
+
+/// When and as what a request arrived.
+pub struct Arrival<'a> {
+    pub request_id: &'a str,
+    pub started: Instant,
+    /// Microseconds since the epoch (the time the log records).
+    pub time: i64,
+}
+
+/// Admits, scores and logs `rows` for `model`.
+pub async fn serve_rows(
+    state: &AppState,
+    model: Arc<LoadedModel>,
+    alias: Option<Arc<str>>,
+    rows: Vec<Value>,
+    keys: Option<Vec<String>>,
+    arrival: &Arrival<'_>,
+) -> Result<Served, ApiError> {
+    let request_id = arrival.request_id;
+    let n = rows.len();
+    if n == 0 {
+        return Err(ApiError::unprocessable(
+            "no_rows",
+            "there are no rows to score; send at least one",
+        )
+        .field("instances"));
+    }
+    if n > state.config.max_rows {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_rows",
+            format!(
+                "{n} rows in one request; the limit is {} (max_rows)",
+                state.config.max_rows
+            ),
+        )
+        .field("instances"));
+    }
+    if let Some(k) = &keys
+        && k.len() != n
+    {
+        return Err(ApiError::unprocessable(
+            "keys_mismatch",
+            format!("{} keys for {n} rows; give one key per row", k.len()),
+        )
+        .field("keys"));
+    }
+    let admitted = door::admit(&model, &rows, state.config.out_of_range, &state.metrics)?;
+    let scored = if n >= BLOCKING_ROWS {
+        let m = model.clone();
+        let batch = admitted.batch;
+        tokio::task::spawn_blocking(move || m.artifact.score(&batch))
+            .await
+            .map_err(|e| ApiError::internal("scoring stopped", e))?
+    } else {
+        model.artifact.score(&admitted.batch)
+    }
+    .map_err(|e| ApiError::internal("scoring failed", e))?;
+    let flags: Vec<Vec<String>> = admitted
+        .flags
+        .iter()
+        .map(|f| door::flag_strings(&model, f))
+        .collect();
+    let row_ids: Vec<String> = (0..n).map(|i| row_id(request_id, i, n)).collect();
+    state
+        .metrics
+        .predictions
+        .with_label_values(&[&model.name, &model.version.to_string()])
+        .inc_by(n as u64);
+    state
+        .metrics
+        .rows_per_request
+        .with_label_values(&[&model.name])
+        .observe(n as f64);
+    if let Some(log) = &state.log {
+        let mut keys = keys.map(Vec::into_iter);
+        let log_rows = rows
+            .into_iter()
+            .enumerate()
+            .map(|(i, features)| LogRow {
+                request_id: row_ids[i].clone(),
+                key: keys.as_mut().and_then(Iterator::next),
+                features,
+                output: output_json(&model, &scored.predictions, i),
+                flags: flags[i].clone(),
+            })
+            .collect();
+        log.submit(LogBatch {
+            model: Arc::from(model.name.as_str()),
+            version: model.version,
+            alias: alias.clone(),
+            time: arrival.time,
+            latency_us: arrival.started.elapsed().as_micros() as i64,
+            rows: log_rows,
+        })
+        .await;
+    }
+    Ok(Served {
+        model,
+        alias,
+        predictions: scored.predictions,
+        row_ids,
+        flags,
+    })
+}
+
+/// Row `i`'s output as the log stores it.
+fn output_json(model: &LoadedModel, p: &Predictions, i: usize) -> Value {
+    match p {
+        Predictions::Values(v) => serde_json::json!({ "value": v[i] }),
+        Predictions::Probabilities { classes, data } => {
+            let row = &data[i * classes..(i + 1) * classes];
+            let best = argmax(row);
+            serde_json::json!({
+                "class": model.artifact.classes.get(best),
+                "probabilities": row,
+            })
+        }
+    }
+}
+
+pub fn argmax(row: &[f64]) -> usize {
+    row.iter()
+        .enumerate()
+        .fold((0, f64::NEG_INFINITY), |(bi, bv), (i, &v)| {
+            if v > bv { (i, v) } else { (bi, bv) }
+        })
+        .0
+}
+
+fn selection(q: Result<Query<Selection>, QueryRejection>) -> Result<Selection, ApiError> {
+    q.map(|Query(s)| s).map_err(|e| {
+        ApiError::bad_request(
+            "invalid_query",
+            format!("{}; the query takes version=N or alias=NAME", e.body_text()),
+        )
+    })
+}
+
+pub fn path_error(e: PathRejection) -> ApiError {
+    ApiError::bad_request("invalid_path", e.body_text())
+}
+
+/// Score rows with a model.
+#[utoipa::path(
+    post,
+    path = "/v1/models/{name}/predict",
+    tag = "predict",
+    params(("name" = String, Path, description = "Registered model name"), Selection),
+    request_body = PredictRequest,
+    responses(
+        (status = 200, description = "One prediction per row, in order", body = PredictResponse),
+        (status = 400, description = "Malformed request (bad JSON, path or query)", body = ErrorBody),
+        (status = 401, description = "An API key is required and missing or wrong", body = ErrorBody),
+        (status = 404, description = "Unknown model, version or alias", body = ErrorBody),
+        (status = 413, description = "Body or row count above the limits", body = ErrorBody),
+        (status = 415, description = "Content type is not JSON", body = ErrorBody),
+        (status = 422, description = "A row does not fit the model's schema", body = ErrorBody),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn predict(
+    State(state): State<Arc<AppState>>,
+    Extension(RequestId(request_id)): Extension<RequestId>,
+    name: Result<Path<String>, PathRejection>,
+    query: Result<Query<Selection>, QueryRejection>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let started = Instant::now();
+    let time = kiln_core::now_micros();
+    let Path(name) = name.map_err(path_error)?;
+    let sel = selection(query)?;
+    let request: PredictRequest = json_body(&headers, body)?;
+    let (model, alias) = select(&state, &name, sel.version, sel.alias.as_deref()).await?;
+    let served = serve_rows(
+        &state,
+        model,
+        alias,
+        request.instances,
+        request.keys,
+        &Arrival {
+            request_id: &request_id,
+            started,
+            time,
+        },
+    )
+    .await?;
+    let classes = &served.model.artifact.classes;
+    let predictions = match &served.predictions {
+        Predictions::Values(v) => v
+            .iter()
+            .zip(served.row_ids)
+            .zip(served.flags)
+            .map(|((value, request_id), flags)| RowPrediction {
+                request_id,
+                value: Some(*value),
+                class: None,
+                probabilities: None,
+                flags,
+            })
+            .collect(),
+        Predictions::Probabilities { classes: k, data } => data
+            .chunks(*k)
+            .zip(served.row_ids)
+            .zip(served.flags)
+            .map(|((row, request_id), flags)| RowPrediction {
+                request_id,
+                value: None,
+                class: classes.get(argmax(row)).cloned(),
+                probabilities: Some(
+                    row.iter()
+                        .enumerate()
+                        .map(|(c, p)| {
+                            (classes.get(c).cloned().unwrap_or_else(|| c.to_string()), *p)
+                        })
+                        .collect(),
+                ),
+                flags,
+            })
+            .collect(),
+    };
+    let body = PredictResponse {
+        model: served.model.name.clone(),
+        version: served.model.version,
+        alias: served.alias.as_deref().map(str::to_owned),
+        predictions,
+    };
+    let mut response = axum::Json(body).into_response();
+    response.extensions_mut().insert(ServedBy {
+        model: Arc::from(served.model.name.as_str()),
+        version: served.model.version,
+    });
+    Ok(response)
+}
+
+/// A served model and its aliases.
+#[derive(Debug, Serialize, ToSchema)]
+pub struct ServedModel {
+    pub name: String,
+    /// alias → version.
+    pub aliases: BTreeMap<String, i64>,
+    /// Versions loaded in memory.
+    pub loaded_versions: Vec<i64>,
+}
+
+/// Models served now.
+#[utoipa::path(
+    get,
+    path = "/v1/models",
+    tag = "predict",
+    responses((status = 200, body = Vec<ServedModel>), (status = 401, body = ErrorBody)),
+    security((), ("api_key" = []))
+)]
+pub async fn list_models(State(state): State<Arc<AppState>>) -> axum::Json<Vec<ServedModel>> {
+    let catalog = state.follower.catalog();
+    axum::Json(
+        catalog
+            .models
+            .iter()
+            .map(|(name, slot)| ServedModel {
+                name: name.clone(),
+                aliases: slot.aliases.clone(),
+                loaded_versions: slot.versions.keys().copied().collect(),
+            })
+            .collect(),
+    )
+}
+
+/// A label that arrived after the prediction.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(deny_unknown_fields)]
+pub struct FeedbackItem {
+    /// The prediction's `request_id`.
+    pub request_id: Option<String>,
+    /// Or the key sent with the row (`keys` in the predict request).
+    pub key: Option<String>,
+    /// With a key: when the labelled event happened (`YYYY-MM-DD` or `YYYY-MM-DD HH:MM:SS`,
+    /// optionally with `T` and a UTC offset).
+    pub time: Option<String>,
+    /// The true value: a number, string or boolean.
+    #[schema(value_type = Object)]
+    pub label: Value,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+pub struct FeedbackResponse {
+    /// Labels stored.
+    pub stored: u64,
+    /// Of those, how many match a prediction already in the log (the others may match
+    /// predictions still in another replica's queue, or none).
+    pub matched: u64,
+}
+
+/// Record labels for earlier predictions.
+#[utoipa::path(
+    post,
+    path = "/v1/feedback",
+    tag = "predict",
+    request_body = Vec<FeedbackItem>,
+    responses(
+        (status = 200, body = FeedbackResponse),
+        (status = 400, body = ErrorBody),
+        (status = 401, body = ErrorBody),
+        (status = 413, body = ErrorBody),
+        (status = 415, body = ErrorBody),
+        (status = 422, body = ErrorBody),
+    ),
+    security((), ("api_key" = []))
+)]
+pub async fn feedback(
+    State(state): State<Arc<AppState>>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<axum::Json<FeedbackResponse>, ApiError> {
+    let items: Vec<FeedbackItem> = json_body(&headers, body)?;
+    if items.is_empty() {
+        return Err(ApiError::unprocessable(
+            "no_rows",
+            "send at least one label",
+        ));
+    }
+    if items.len() > state.config.max_rows {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_rows",
+            format!(
+                "{} labels in one request; the limit is {} (max_rows)",
+                items.len(),
+                state.config.max_rows
+            ),
+        ));
+    }
+    let mut records = Vec::with_capacity(items.len());
+    for (i, item) in items.into_iter().enumerate() {
+        let bad = |code: &str, field: &str, message: String| {
+            ApiError::unprocessable(code, message).field(field).row(i)
+        };
+        let id = item.request_id.filter(|s| !s.is_empty());
+        let key = item.key.filter(|s| !s.is_empty());
+        if id.is_none() && key.is_none() {
+            return Err(bad(
+                "missing_reference",
+                "request_id",
+                "a label needs the prediction's request_id, or the key sent with it".into(),
+            ));
+        }
+        if id.as_ref().is_some_and(|s| s.len() > 160) || key.as_ref().is_some_and(|s| s.len() > 256)
+        {
+            return Err(bad(
+                "too_long",
+                "request_id",
+                "request_id is at most 160 and key at most 256 characters".into(),
+            ));
+        }
+        match &item.label {
+            Value::Number(_) | Value::Bool(_) => {}
+            Value::String(s) if !s.is_empty() && s.len() <= 1024 => {}
+            _ => {
+                return Err(bad(
+                    "invalid_label",
+                    "label",
+                    "a label is a number, a non-empty string (at most 1024 bytes) or a boolean"
+                        .into(),
+                ));
+            }
+        }
+        let time = match item.time.as_deref() {
+            None => None,
+            Some(t) => Some(parse_time(t).ok_or_else(|| {
+                bad(
+                    "invalid_time",
+                    "time",
+                    format!("`{t}` is not a date or time (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS)"),
+                )
+            })?),
+        };
+        records.push(kiln_store::FeedbackRecord {
+            request_id: id,
+            key,
+            time,
+            label: item.label.to_string(),
+        });
+    }
+    let outcome = state.store.meta.add_feedback(&records).await?;
+    state
+        .metrics
+        .feedback
+        .with_label_values(&["true"])
+        .inc_by(outcome.matched);
+    state
+        .metrics
+        .feedback
+        .with_label_values(&["false"])
+        .inc_by(outcome.stored.saturating_sub(outcome.matched));
+    Ok(axum::Json(FeedbackResponse {
+        stored: outcome.stored,
+        matched: outcome.matched,
+    }))
+}
+
+fn parse_time(s: &str) -> Option<i64> {
+    kiln_core::value::parse_timestamp(s)
+        .or_else(|| kiln_core::value::parse_date(s).map(|d| i64::from(d) * 86_400_000_000))
+}

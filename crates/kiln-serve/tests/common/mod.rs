@@ -1,0 +1,292 @@
+//! The server test harness: a real store (SQLite file and artifact folder) with real trained
+//! models, a real server on 127.0.0.1 with an ephemeral port, and a real HTTP client.
+//!
+//! Training is the slow part, so it happens once per test binary into a template home, which
+//! each test copies into its own temporary folder.
+
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, OnceLock};
+
+use kiln_core::config::Config;
+use kiln_serve::{Credentials, ServeConfig, Server};
+use kiln_store::{Expect, Store, StoreLocation};
+use serde_json::Value;
+
+pub const BIKES_CSV: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/bikeshare/data/bike-rental-dataset.csv.gz"
+);
+const BIKES_TOML: &str = concat!(
+    env!("CARGO_MANIFEST_DIR"),
+    "/../../examples/bikeshare/kiln.toml"
+);
+pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
+pub const API_KEY: &str = "api-key-for-tests";
+
+pub fn config() -> Config {
+    Config::load(Path::new(BIKES_TOML)).unwrap()
+}
+
+/// The template home: bikes@1 and bikes@2 (regressors that predict differently), workday@1
+/// (a binary classifier of `workingday`); production aliases bikes → 1, workday → 1.
+fn template() -> &'static Path {
+    static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
+    TEMPLATE
+        .get_or_init(|| {
+            let dir = tempfile::tempdir().unwrap();
+            let home = dir.path().to_owned();
+            std::thread::spawn(move || {
+                tokio::runtime::Runtime::new()
+                    .unwrap()
+                    .block_on(build_template(&home))
+            })
+            .join()
+            .unwrap();
+            dir
+        })
+        .path()
+}
+
+async fn build_template(home: &Path) {
+    let store = Store::open(&StoreLocation::in_home(home)).await.unwrap();
+    let config = config();
+    let scratch = StoreLocation::scratch_dir(home);
+    std::fs::create_dir_all(&scratch).unwrap();
+    kiln_data::ingest::add(
+        &store,
+        &config,
+        &scratch,
+        &kiln_data::ingest::AddOptions {
+            file: PathBuf::from(BIKES_CSV),
+            dataset: "bikes".into(),
+            time_column: None,
+            target: None,
+            append: false,
+            allow_schema_change: false,
+        },
+        Arc::new(kiln_data::ingest::NoProgress),
+    )
+    .await
+    .unwrap();
+    let train = |overrides: &[&str]| {
+        let overrides: Vec<String> = overrides.iter().map(|s| s.to_string()).collect();
+        kiln_train::spec::TrainSpec::resolve(&config.train, &overrides).unwrap()
+    };
+    for spec in [
+        train(&["gbdt.iterations=6"]),
+        train(&["gbdt.iterations=9", "seed=1"]),
+        train(&[
+            "gbdt.iterations=5",
+            "target=workingday",
+            "register=workday",
+            "exclude=[\"casual\", \"registered\", \"cnt\", \"weekday\", \"holiday\"]",
+        ]),
+    ] {
+        kiln_train::train::train(
+            &store,
+            &config,
+            &scratch,
+            &spec,
+            None,
+            Arc::new(kiln_train::train::Quiet),
+        )
+        .await
+        .unwrap();
+    }
+    for model in ["bikes", "workday"] {
+        store
+            .meta
+            .set_alias(model, "production", 1, Expect::Any, "tests", "tests")
+            .await
+            .unwrap();
+    }
+    store.meta.pool().close().await;
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
+/// A private copy of the template home.
+pub struct Home {
+    pub dir: tempfile::TempDir,
+}
+
+impl Home {
+    pub fn new() -> Self {
+        let dir = tempfile::tempdir().unwrap();
+        copy_dir(template(), dir.path());
+        Self { dir }
+    }
+
+    pub fn path(&self) -> &Path {
+        self.dir.path()
+    }
+
+    pub async fn store(&self) -> Store {
+        Store::open(&StoreLocation::in_home(self.dir.path()))
+            .await
+            .unwrap()
+    }
+}
+
+/// Settings for tests: ephemeral port, fast polling and flushing.
+pub fn test_config() -> ServeConfig {
+    let mut c = ServeConfig {
+        addr: "127.0.0.1:0".into(),
+        poll_interval_ms: 50,
+        access_log: false,
+        ..ServeConfig::default()
+    };
+    c.log.flush_interval_ms = 100;
+    c
+}
+
+pub fn admin_only() -> Credentials {
+    Credentials {
+        admin_token: Some(ADMIN_TOKEN.into()),
+        api_keys: Vec::new(),
+    }
+}
+
+/// A server running in this process.
+pub struct Running {
+    pub url: String,
+    pub home: Home,
+    pub store: Store,
+    stop: Option<tokio::sync::oneshot::Sender<()>>,
+    task: Option<tokio::task::JoinHandle<()>>,
+    pub client: reqwest::Client,
+}
+
+impl Running {
+    pub async fn start(config: ServeConfig, credentials: Credentials) -> Self {
+        Self::start_in(Home::new(), config, credentials).await
+    }
+
+    pub async fn start_in(home: Home, config: ServeConfig, credentials: Credentials) -> Self {
+        let store = home.store().await;
+        let server = Server::bind(store.clone(), config, credentials)
+            .await
+            .unwrap();
+        let url = format!("http://{}", server.local_addr().unwrap());
+        let (tx, rx) = tokio::sync::oneshot::channel::<()>();
+        let task = tokio::spawn(async move {
+            server
+                .run(async {
+                    let _ = rx.await;
+                })
+                .await
+                .unwrap();
+        });
+        Self {
+            url,
+            home,
+            store,
+            stop: Some(tx),
+            task: Some(task),
+            client: reqwest::Client::new(),
+        }
+    }
+
+    /// Graceful shutdown: returns once every queued prediction is written.
+    pub async fn stop(mut self) -> (Home, Store) {
+        if let Some(tx) = self.stop.take() {
+            let _ = tx.send(());
+        }
+        if let Some(t) = self.task.take() {
+            t.await.unwrap();
+        }
+        (self.home, self.store)
+    }
+
+    pub async fn post(&self, path: &str, body: &Value) -> (u16, Value, reqwest::header::HeaderMap) {
+        let r = self
+            .client
+            .post(format!("{}{path}", self.url))
+            .json(body)
+            .send()
+            .await
+            .unwrap();
+        let status = r.status().as_u16();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let json = serde_json::from_str(&text)
+            .unwrap_or_else(|e| panic!("{path}: body is not JSON ({e}): {text}"));
+        (status, json, headers)
+    }
+
+    pub async fn get(&self, path: &str) -> (u16, String) {
+        let r = self
+            .client
+            .get(format!("{}{path}", self.url))
+            .send()
+            .await
+            .unwrap();
+        (r.status().as_u16(), r.text().await.unwrap())
+    }
+}
+
+/// The first `n` rows of the bike data as JSON objects of the model's input columns (as text,
+/// exactly as in the file, so the server converts them like an ingest does).
+pub fn bike_rows(n: usize) -> Vec<Value> {
+    let file = std::fs::File::open(BIKES_CSV).unwrap();
+    let mut reader = csv::Reader::from_reader(flate2::read::GzDecoder::new(file));
+    let headers = reader.headers().unwrap().clone();
+    reader
+        .records()
+        .take(n)
+        .map(|r| {
+            let r = r.unwrap();
+            Value::Object(
+                headers
+                    .iter()
+                    .zip(r.iter())
+                    .filter(|(h, _)| !["cnt", "casual", "registered"].contains(h))
+                    .map(|(h, v)| (h.to_owned(), Value::String(v.to_owned())))
+                    .collect(),
+            )
+        })
+        .collect()
+}
+
+/// One typical bike row with JSON numbers for the numeric features.
+pub fn bike_row() -> Value {
+    serde_json::json!({
+        "dteday": "2012-07-01", "season": "fall", "hr": "3pm", "holiday": "No",
+        "weekday": "Sun", "workingday": "No", "weathersit": "Clear",
+        "temp": 34.3, "atemp": 38.0012, "hum": 37.0, "windspeed": 19.0012
+    })
+}
+
+/// Whether an external tool needed by a test is present. Under CI (`CI` set) a missing tool
+/// fails the test instead of skipping it.
+pub fn tool_or_skip(name: &str, found: Option<PathBuf>) -> Option<PathBuf> {
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide {name} (see .ci/run)"
+        );
+        eprintln!("skipped: {name} is not available (.ci/run installs it)");
+    }
+    found
+}
+
+/// The Python with tritonclient and schemathesis (`KILN_TEST_PYTHON`, set by .ci/run).
+pub fn test_python() -> Option<PathBuf> {
+    tool_or_skip(
+        "KILN_TEST_PYTHON (a Python with tritonclient[http] and schemathesis)",
+        std::env::var_os("KILN_TEST_PYTHON").map(PathBuf::from),
+    )
+}
