@@ -1,19 +1,23 @@
 #!/usr/bin/env bash
 # Kiln benchmarks: Kiln against the Python baselines, measured in the same run.
 #
-#   bench/run.sh [scenario...]        (default: ingest; known: ingest, train, scale)
+#   bench/run.sh [scenario...]        (default: ingest; known: ingest, train, scale, serve)
 #
 # Runs setup.sh (venv with the pinned baselines) and, for ingest,
 # fetch-data.sh (data from the npm registry), then each scenario. A scenario is a shell function
 # `scenario_NAME` below; it measures the baseline and Kiln alternately,
 # KILN_BENCH_REPEAT times each, takes medians, prints a Markdown table and
 # writes it to bench/results/NAME.md (git-ignored; copy into BENCHMARKS.md by
-# hand).
+# hand). `serve` measures each HTTP server once, for KILN_BENCH_SERVE_SECONDS,
+# with wrk; without a kiln that has `serve`, it measures the others only.
 #
 #   KILN_BIN               kiln binary (default ${CARGO_TARGET_DIR:-REPO/target}/release/kiln)
 #   KILN_TRAIN_BIN         train's Kiln side (default ${CARGO_TARGET_DIR:-REPO/target}/release/examples/bike_train)
 #   KILN_BENCH_REPEAT      runs per measurement, median taken (default 3)
 #   KILN_BENCH_PANDAS_ONLY 1 = measure only the Python baselines (no Kiln binary needed)
+#   KILN_BENCH_SERVE_SECONDS  serve: wrk duration per server (default 15; warm-up
+#                          KILN_BENCH_SERVE_WARMUP, default 3)
+#   KILN_BENCH_CEILING_BIN serve: a prebuilt bench/ceiling binary (default: built here)
 #   KILN_BENCH_VENV, KILN_BENCH_DATA, KILN_BENCH_PYTHON, KILN_BENCH_CSV_BYTES:
 #                          see setup.sh and fetch-data.sh
 set -euo pipefail
@@ -27,15 +31,15 @@ LOG_DIR=$RESULTS_DIR/logs
 
 # ---------------------------------------------------------------- helpers
 
-resolve_kiln() {
-  local target
-  if [[ -n ${KILN_BIN:-} ]]; then
-    KILN=$KILN_BIN
-  else
-    target=${CARGO_TARGET_DIR:-$REPO_DIR/target}
-    KILN=$target/release/kiln
-  fi
+# kiln_path: sets KILN (KILN_BIN or the release build), absolute; no checks.
+kiln_path() {
+  KILN=${KILN_BIN:-${CARGO_TARGET_DIR:-$REPO_DIR/target}/release/kiln}
   [[ $KILN == /* ]] || KILN=$PWD/$KILN
+}
+
+# resolve_kiln: kiln_path, and stop unless the binary is there (or PANDAS_ONLY).
+resolve_kiln() {
+  kiln_path
   [[ $PANDAS_ONLY == 1 ]] && return
   if [[ ! -f $KILN || ! -x $KILN ]]; then
     die "kiln binary not found (or not executable) at $KILN
@@ -135,7 +139,12 @@ py_versions() {
   "$BENCH_PY" - "$@" <<'PY'
 import importlib, sys
 names = {"scikit-learn": "sklearn"}
-print(sys.version.split()[0], *(f"{m} {importlib.import_module(names.get(m, m)).__version__}" for m in sys.argv[1:]))
+def version(m):
+    try:
+        return importlib.import_module(names.get(m, m)).__version__
+    except ImportError:
+        return "not installed"
+print(sys.version.split()[0], *(f"{m} {version(m)}" for m in sys.argv[1:]))
 PY
 }
 
@@ -364,8 +373,317 @@ their scoring: \`predict\` on prepared features (fastest of 3). Kiln: fit = feat
   report scale "$table" "$text" "$versions"
 }
 
-# Later: scenario_serve (FastAPI + uvicorn), scenario_drift (Evidently), each
-# with its bench/python/ baseline.
+# serve: online prediction over HTTP, one row per request, on loopback.
+# Side by side: the Python service people build today (FastAPI + uvicorn, one
+# worker, a LightGBM model of the bike data: bench/python/serve_fastapi.py),
+# the ceiling (bench/ceiling: axum + tokio parsing the JSON body and answering
+# a constant), and `kiln serve` on the quickstart project, with its prediction
+# log on (the default) and off. Each server is started, polled until its first
+# 200 on the predict endpoint (start-to-first-prediction), checked for
+# readiness, warmed up with wrk, then measured with wrk (2 threads, 64
+# connections, the same one-row body); peak and end RSS come from
+# /proc/PID/status. Any non-2xx answer or socket error stops the run.
+
+SERVE_SECONDS=${KILN_BENCH_SERVE_SECONDS:-15}
+SERVE_WARMUP=${KILN_BENCH_SERVE_WARMUP:-3}
+SERVE_START_TIMEOUT=${KILN_BENCH_SERVE_START_TIMEOUT:-120}
+SERVE_PATH=/v1/models/bikes/predict
+CHILD_PIDS=()
+
+# stop_children: stop the servers and wrk runs still running (the EXIT trap).
+stop_children() {
+  local pid
+  for pid in "${CHILD_PIDS[@]}"; do stop_server "$pid"; done
+  CHILD_PIDS=()
+}
+
+# forget_child PID: take PID off CHILD_PIDS (it has ended).
+forget_child() {
+  local -a left=()
+  local p
+  for p in "${CHILD_PIDS[@]}"; do [[ $p == "$1" ]] || left+=("$p"); done
+  CHILD_PIDS=("${left[@]}")
+}
+
+# run_child LOG CMD...: run CMD (output to LOG) in the background and wait for
+# it: bash runs a trap only once its foreground command ends, but interrupts
+# a `wait` at once, so an interrupted run stops without waiting for wrk.
+run_child() {
+  local log=$1 pid rc=0
+  shift
+  "$@" >"$log" 2>&1 &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  wait "$pid" || rc=$?
+  forget_child "$pid"
+  return "$rc"
+}
+
+# stop_server PID: SIGTERM, then SIGKILL after 5 s.
+stop_server() {
+  local pid=$1 i
+  kill -0 "$pid" 2>/dev/null || return 0
+  kill -TERM "$pid" 2>/dev/null || true
+  for ((i = 0; i < 100; i++)); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.05
+  done
+  kill -0 "$pid" 2>/dev/null && kill -KILL "$pid" 2>/dev/null
+  wait "$pid" 2>/dev/null || true
+}
+
+free_port() {
+  python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
+}
+
+# The ceiling binary: KILN_BENCH_CEILING_BIN, or bench/ceiling built here
+# (release, --locked) into ${CARGO_TARGET_DIR:-bench/ceiling/target}.
+resolve_ceiling() {
+  local target
+  if [[ -n ${KILN_BENCH_CEILING_BIN:-} ]]; then
+    CEILING=$KILN_BENCH_CEILING_BIN
+    [[ $CEILING == /* ]] || CEILING=$PWD/$CEILING
+    [[ -x $CEILING ]] || die "KILN_BENCH_CEILING_BIN=$CEILING is not an executable file"
+    return
+  fi
+  command -v cargo >/dev/null ||
+    die "cargo is needed to build the serve ceiling (bench/ceiling), or set KILN_BENCH_CEILING_BIN"
+  target=${CARGO_TARGET_DIR:-$BENCH_DIR/ceiling/target}
+  [[ $target == /* ]] || target=$PWD/$target
+  CEILING=$target/release/ceiling
+}
+
+build_ceiling() {
+  [[ -z ${KILN_BENCH_CEILING_BIN:-} ]] || return 0
+  log "serve: building the ceiling (bench/ceiling, cargo build --release --locked)"
+  CARGO_TARGET_DIR=${CEILING%/release/ceiling} cargo build --release --locked \
+    --manifest-path "$BENCH_DIR/ceiling/Cargo.toml" >"$LOG_DIR/serve-ceiling-build.log" 2>&1 || {
+    tail -n 20 "$LOG_DIR/serve-ceiling-build.log" >&2
+    die "could not build bench/ceiling (log: $LOG_DIR/serve-ceiling-build.log)"
+  }
+  [[ -x $CEILING ]] || die "built bench/ceiling but found no binary at $CEILING"
+}
+
+# kiln_serve_skip: why Kiln is not measured (empty when it is).
+kiln_serve_skip() {
+  if [[ $PANDAS_ONLY == 1 ]]; then
+    echo "KILN_BENCH_PANDAS_ONLY=1"
+  elif [[ ! -f $KILN || ! -x $KILN ]]; then
+    echo "no kiln binary at $KILN"
+  elif ! "$KILN" serve --help >/dev/null 2>&1; then
+    echo "\`$KILN serve --help\` fails: this kiln has no serve command"
+  fi
+}
+
+# serve_one NAME DIR CMD...: start CMD in DIR (its stdout and stderr to the
+# log), measure it, stop it. Sets S_RPS S_P50_US S_P99_US S_HWM_KIB S_RSS_KIB
+# S_FIRST_S S_VALUE. The caller's CMD gets the port from $PORT's value at
+# call time, so pick it first: PORT=$(free_port); serve_one ... --port "$PORT".
+serve_one() {
+  local name=$1 dir=$2; shift 2
+  local url=http://127.0.0.1:$PORT log=$LOG_DIR/serve-$name.log code t0 pid line f
+  local wlog=$LOG_DIR/serve-$name-wrk.log
+  log "serve: $name: starting ($*)"
+  t0=$EPOCHREALTIME
+  (cd "$dir" && exec "$@") >"$log" 2>&1 &
+  pid=$!
+  CHILD_PIDS+=("$pid")
+  # Start to first prediction: POST the body every 5 ms until a 200.
+  while :; do
+    code=$(curl -s -o "$SCRATCH/serve-first.json" -w '%{http_code}' --max-time 10 \
+      -H 'Content-Type: application/json' --data-binary "@$SERVE_BODY" "$url$SERVE_PATH") || true
+    [[ $code == 200 ]] && break
+    if ! kill -0 "$pid" 2>/dev/null; then
+      tail -n 20 "$log" >&2
+      die "serve: $name exited before answering a prediction (log: $log)"
+    fi
+    if ((${EPOCHREALTIME%.*} - ${t0%.*} > SERVE_START_TIMEOUT)); then
+      tail -n 20 "$log" >&2
+      die "serve: $name gave no 200 on POST $SERVE_PATH within $SERVE_START_TIMEOUT s (last status: ${code:-none}; log: $log)"
+    fi
+    sleep 0.005
+  done
+  S_FIRST_S=$(fmt '%.3f' "$EPOCHREALTIME - $t0")
+  S_VALUE=$("$BENCH_PY" - "$SCRATCH/serve-first.json" <<'PY'
+import json, sys
+text = open(sys.argv[1]).read()
+try:
+    d = json.loads(text)
+    p = d["predictions"]
+    assert isinstance(p, list) and len(p) == 1, "predictions is not a list of one"
+    v = p[0]["value"]
+    assert isinstance(v, (int, float)) and not isinstance(v, bool), "value is not a number"
+    assert d["model"] == "bikes", "model is not \"bikes\""
+    assert isinstance(d["version"], int), "version is not an integer"
+except (ValueError, KeyError, TypeError, AssertionError) as e:
+    sys.exit(f"unexpected prediction response ({e!r}): {text[:300]}")
+print(v)
+PY
+  ) || die "serve: $name: the first prediction's answer is not {\"predictions\": [{\"value\": X}], \"model\": \"bikes\", \"version\": N}"
+  code=$(curl -s -o /dev/null -w '%{http_code}' --max-time 10 "$url/v2/health/ready") || true
+  [[ $code == 200 ]] || die "serve: $name: GET /v2/health/ready answered ${code:-nothing}, not 200, after a successful prediction"
+  log "serve: $name: first prediction after $S_FIRST_S s (value $S_VALUE); warm-up ${SERVE_WARMUP} s, then ${SERVE_SECONDS} s of wrk"
+
+  local -a wrk_cmd=(wrk -t2 -c64 --timeout 30s -s "$BENCH_DIR/wrk/predict.lua")
+  run_child "$LOG_DIR/serve-$name-warmup.log" env KILN_BENCH_BODY="$SERVE_BODY" \
+    "${wrk_cmd[@]}" -d"${SERVE_WARMUP}s" "$url$SERVE_PATH" ||
+    die "serve: $name: wrk warm-up failed (log: $LOG_DIR/serve-$name-warmup.log)"
+  run_child "$wlog" env KILN_BENCH_BODY="$SERVE_BODY" \
+    "${wrk_cmd[@]}" -d"${SERVE_SECONDS}s" --latency "$url$SERVE_PATH" ||
+    die "serve: $name: wrk failed (log: $wlog)"
+  kill -0 "$pid" 2>/dev/null || die "serve: $name died during the measurement (log: $log)"
+  S_HWM_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
+  S_RSS_KIB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  line=$(grep '^kiln-bench: ' "$wlog" | tail -n 1) || die "serve: $name: no result line from wrk (log: $wlog)"
+  local errors="" e
+  for f in connect read write status timeout; do
+    e=$(wrk_field "$f" "$line")
+    [[ $e == 0 ]] || errors+=" $f=$e"
+  done
+  if [[ -n $errors ]]; then
+    cat "$wlog" >&2
+    die "serve: $name: wrk saw errors (status = answers >= 400):$errors (log: $wlog, server log: $log)"
+  fi
+  S_RPS=$(wrk_field rps "$line") S_P50_US=$(wrk_field p50_us "$line") S_P99_US=$(wrk_field p99_us "$line")
+  log "serve: $name: $S_RPS req/s, p50 $S_P50_US us, p99 $S_P99_US us, RSS peak $S_HWM_KIB KiB, end $S_RSS_KIB KiB"
+  stop_server "$pid"
+  forget_child "$pid"
+}
+
+# wrk_field NAME LINE: the value of NAME=VALUE in predict.lua's result line
+wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
+
+# serve_row LABEL: a table line from the S_* of the last serve_one
+serve_row() {
+  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(thousands "$(fmt '%.0f' "$S_RPS")")" \
+    "$(fmt '%.2f' "$S_P50_US / 1000")" "$(fmt '%.2f' "$S_P99_US / 1000")" \
+    "$(fmt '%.1f' "$S_HWM_KIB / 1024")" "$(fmt '%.1f' "$S_RSS_KIB / 1024")" "$S_FIRST_S"
+}
+
+# serve_target LABEL RATIO_EXPR FORMAT OP BOUND: one line of the targets, judged on
+# the ratio as printed
+serve_target() {
+  local ratio
+  ratio=$(fmt "$3" "$2")
+  echo "- $1: $(awk "BEGIN { print ($ratio $4 $5 ? \"**met**\" : \"**not met**\") }") (ratio $ratio)"
+}
+
+scenario_serve() {
+  [[ $SERVE_SECONDS =~ ^[1-9][0-9]*$ ]] || die "KILN_BENCH_SERVE_SECONDS must be a positive integer, not '$SERVE_SECONDS'"
+  [[ $SERVE_WARMUP =~ ^[1-9][0-9]*$ ]] || die "KILN_BENCH_SERVE_WARMUP must be a positive integer, not '$SERVE_WARMUP'"
+  local csv=$REPO_DIR/examples/bikeshare/data/bike-rental-dataset.csv.gz skip project table text versions
+  local loadavg uvicorn_impl
+  # What uvicorn picks by itself (loop="auto", http="auto"): uvloop and httptools when installed.
+  uvicorn_impl=$("$BENCH_PY" -c 'import importlib.util as u
+print(("uvloop" if u.find_spec("uvloop") else "asyncio") + ", " + ("httptools" if u.find_spec("httptools") else "h11"))')
+  [[ -f $csv ]] || die "bike-rental data missing: $csv (it is part of the repo)"
+  build_ceiling
+  loadavg=$(cut -d' ' -f1-3 /proc/loadavg)
+
+  # One realistic row, the same body for every server: the first complete row
+  # of 2012-07-01 (the first day after the training period) in file order,
+  # the file's columns minus the target and its parts, numbers as numbers.
+  SERVE_BODY=$SCRATCH/serve-body.json
+  "$BENCH_PY" - "$csv" "$SERVE_BODY" <<'PY' || die "could not write the request body"
+import csv, gzip, json, sys
+with gzip.open(sys.argv[1], "rt", newline="") as f:
+    row = next(r for r in csv.DictReader(f) if r["dteday"] == "2012-07-01" and all(r.values()))
+out = {}
+for k, v in row.items():
+    if k in ("cnt", "casual", "registered", "instant"):
+        continue
+    try:
+        out[k] = v if k == "dteday" else float(v)
+    except ValueError:
+        out[k] = v
+with open(sys.argv[2], "w") as f:
+    json.dump({"instances": [out]}, f)
+PY
+  log "serve: request body: $(cat "$SERVE_BODY")"
+
+  local c_rps c_p99 f_rps f_p99 f_hwm f_value
+  local k_rps k_p99 k_hwm k_value n_rps
+  table='| server | requests/s | p50 ms | p99 ms | peak RSS MiB | end RSS MiB | start to first prediction s |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
+
+  skip=$(kiln_serve_skip)
+  if [[ -n $skip ]]; then
+    log "serve: Kiln not measured: $skip"
+    table+=$'\n'"| Kiln \`kiln serve\` (prediction log on) | — | — | — | — | — | — |"
+    table+=$'\n'"| Kiln \`kiln serve --no-prediction-log\` | — | — | — | — | — | — |"
+  else
+    project=$SCRATCH/serve-project
+    log "serve: preparing the Kiln project: $KILN quickstart --dir $project"
+    "$KILN" quickstart --dir "$project" >"$LOG_DIR/serve-kiln-quickstart.log" 2>&1 ||
+      die "kiln quickstart failed (log: $LOG_DIR/serve-kiln-quickstart.log)"
+    (cd "$project" && "$KILN" models alias set production bikes@1 --reason bench) \
+      >>"$LOG_DIR/serve-kiln-quickstart.log" 2>&1 ||
+      die "kiln models alias set failed (log: $LOG_DIR/serve-kiln-quickstart.log)"
+    PORT=$(free_port)
+    serve_one kiln "$project" "$KILN" serve --addr "127.0.0.1:$PORT"
+    table+=$'\n'$(serve_row "Kiln \`kiln serve\` (prediction log on)")
+    k_rps=$S_RPS k_p99=$S_P99_US k_hwm=$S_HWM_KIB k_value=$S_VALUE
+    PORT=$(free_port)
+    serve_one kiln-no-log "$project" "$KILN" serve --addr "127.0.0.1:$PORT" --no-prediction-log
+    table+=$'\n'$(serve_row "Kiln \`kiln serve --no-prediction-log\`")
+    n_rps=$S_RPS
+  fi
+
+  PORT=$(free_port)
+  serve_one fastapi "$REPO_DIR" "$BENCH_PY" "$BENCH_DIR/python/serve_fastapi.py" --port "$PORT" --data "$csv"
+  table+=$'\n'$(serve_row "FastAPI + uvicorn (1 worker), LightGBM")
+  f_rps=$S_RPS f_p99=$S_P99_US f_hwm=$S_HWM_KIB f_value=$S_VALUE
+
+  PORT=$(free_port)
+  serve_one ceiling "$BENCH_DIR" "$CEILING" "127.0.0.1:$PORT"
+  table+=$'\n'$(serve_row "ceiling: axum + tokio, JSON parsed, constant answer")
+  c_rps=$S_RPS c_p99=$S_P99_US
+
+  local targets
+  if [[ -n $skip ]]; then
+    targets="- Kiln not measured ($skip): no target judged"
+  else
+    targets=$(
+      serve_target "Kiln (log on) ÷ ceiling throughput ≥ 0.5" "$k_rps / $c_rps" '%.2f' '>=' 0.5
+      serve_target "Kiln p99 ÷ ceiling p99 ≤ 2" "$k_p99 / ($c_p99 > 0 ? $c_p99 : 1)" '%.2f' '<=' 2
+      serve_target "Kiln ÷ FastAPI throughput ≥ 100" "$k_rps / $f_rps" '%.1f' '>=' 100
+      serve_target "FastAPI p99 ÷ Kiln p99 ≥ 50" "$f_p99 / ($k_p99 > 0 ? $k_p99 : 1)" '%.1f' '>=' 50
+      serve_target "log on ÷ log off throughput ≥ 0.9" "$k_rps / $n_rps" '%.2f' '>=' 0.9
+      serve_target "FastAPI peak RSS ÷ Kiln peak RSS ≥ 5" "$f_hwm / $k_hwm" '%.1f' '>=' 5
+    )
+  fi
+
+  text="Targets (Kiln = \`kiln serve\` with its prediction log on, the default; RSS = peak):
+$targets
+- for scale: FastAPI ÷ ceiling throughput $(fmt '%.4f' "$f_rps / $c_rps")
+
+One measurement per server (KILN_BENCH_REPEAT is not used), one after the other on 127.0.0.1:
+wrk, 2 threads, 64 connections, ${SERVE_SECONDS} s (after a ${SERVE_WARMUP} s warm-up on the same process), each
+request \`POST $SERVE_PATH\` with the same one-row body: \`$(cat "$SERVE_BODY")\`.
+p50 / p99: wrk's latency percentiles (\`--latency\`, closed loop: 64 requests in flight). Any answer
+≥ 400 or socket error (timeout 30 s) stops the run. RSS: VmHWM (peak) and VmRSS (end, after the
+load) of the server process, from /proc/PID/status. Start to first prediction: from just before the
+process is spawned to the return of the first \`curl\` that got a 200 from the predict endpoint,
+retried every 5 ms (each try also starts a curl process: about 10 ms resolution); it includes
+loading (Kiln) or training (FastAPI, LightGBM on the 13,003 rows before 2012-07-01) the model.
+wrk runs on the same cores as the server. Load average before the runs: $loadavg.
+- FastAPI: \`bench/python/serve_fastapi.py\`: one uvicorn worker (uvicorn's default; event loop and HTTP
+  parser: $uvicorn_impl; access log off), pydantic validation of the row, the features of \`train_bike.py\`, LightGBM
+  (defaults) \`predict\` with num_threads=1; prediction for the row: $(fmt '%.2f' "$f_value")"
+  [[ -n $skip ]] || text+="
+- Kiln: \`kiln quickstart\` project, bikes@1 as production; prediction for the row: $(fmt '%.2f' "$k_value")"
+  text+="
+- ceiling: \`bench/ceiling\` (axum 0.8 + tokio, multi-threaded runtime): reads the body, parses it into a
+  serde_json::Value, answers a constant of the same shape. No model: the most an HTTP JSON server can do."
+
+  versions="- kiln: $([[ -n $skip ]] && echo "not measured ($skip)" || echo "$("$KILN" --version 2>/dev/null | head -n1) ($KILN)")"
+  versions+=$'\n'"- python: $(py_versions fastapi uvicorn pydantic uvloop httptools pandas lightgbm)"
+  versions+=$'\n'"- ceiling: $(awk '/^name = "(axum|tokio|serde_json)"$/ { n = $3; getline; printf "%s%s %s", sep, n, $3; sep = ", " }' "$BENCH_DIR/ceiling/Cargo.lock" | tr -d '"'); $(rustc --version 2>/dev/null || echo 'prebuilt')"
+  versions+=$'\n'"- load generator: $({ wrk -v 2>&1 || true; } | head -n1 | cut -d' ' -f1-2)"
+  report serve "$table" "$text" "$versions"
+}
+
+# Later: scenario_drift (Evidently), with its bench/python/ baseline.
 
 # ---------------------------------------------------------------- main
 
@@ -384,6 +702,14 @@ for s in "${scenarios[@]}"; do
   case $s in
     ingest | scale) resolve_kiln; fetch=1 ;;
     train) resolve_train_bin ;;
+    serve)
+      # Kiln is optional here: skipped, with the reason, when it cannot serve.
+      kiln_path
+      resolve_ceiling
+      for tool in wrk curl python3; do
+        command -v "$tool" >/dev/null || die "serve needs $tool on PATH (Debian: apt-get install $tool)"
+      done
+      ;;
   esac
 done
 
@@ -392,7 +718,9 @@ done
 
 mkdir -p "$RESULTS_DIR" "$LOG_DIR"
 SCRATCH=$(mktemp -d "${TMPDIR:-/tmp}/kiln-bench.XXXXXX")
-trap 'rm -rf "$SCRATCH"' EXIT
+trap 'stop_children; rm -rf "$SCRATCH"' EXIT
+trap 'exit 130' INT
+trap 'exit 143' TERM
 for s in "${scenarios[@]}"; do
   "scenario_$s"
 done

@@ -54,23 +54,32 @@ def hour_of(label):
     return h + 12 if label.endswith("pm") else h
 
 
-def load(path):
-    raw = pd.read_csv(path, dtype={c: "string" for c in CATEGORICAL})
-    raw = raw.drop(columns=LEAKS)
-    date = pd.to_datetime(raw["dteday"], format="%Y-%m-%d")
-    raw = raw.assign(_date=date, _hour=raw["hr"].map(hour_of))
-    raw = raw.sort_values(["_date", "_hour"], kind="stable").reset_index(drop=True)
-
+def features(raw):
+    """The 14 features from raw rows: a DataFrame with the file's columns, the
+    categorical ones as strings (missing: NA / None), dteday as 'YYYY-MM-DD'.
+    Also used by serve_fastapi.py on the rows of each request."""
     x = pd.DataFrame(index=raw.index)
     for c in CATEGORICAL:
         x[c] = raw[c].astype(object).astype("category")  # <NA> -> NaN, not a category
     for c in NUMERIC:
         x[c] = raw[c].astype("float64")
-    d = raw["_date"].dt
+    d = pd.to_datetime(raw["dteday"], format="%Y-%m-%d").dt
     x["day_of_week"] = d.dayofweek
     x["month"] = d.month
     x["day_of_year"] = d.dayofyear
     x["is_weekend"] = (d.dayofweek >= 5).astype("int64")
+    return x
+
+
+def load(path):
+    """(features, target, train mask): the file's rows sorted by date and hour,
+    train = dteday < SPLIT."""
+    raw = pd.read_csv(path, dtype={c: "string" for c in CATEGORICAL})
+    raw = raw.drop(columns=LEAKS)
+    date = pd.to_datetime(raw["dteday"], format="%Y-%m-%d")
+    raw = raw.assign(_date=date, _hour=raw["hr"].map(hour_of))
+    raw = raw.sort_values(["_date", "_hour"], kind="stable").reset_index(drop=True)
+    x = features(raw)
     y = raw[TARGET].to_numpy(dtype="float64")
     train = (raw["_date"] < SPLIT).to_numpy()
     return x, y, train
