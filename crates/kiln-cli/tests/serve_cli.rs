@@ -37,6 +37,8 @@ fn served_project(extra_config: &str) -> Project {
 struct Serving {
     child: Child,
     url: String,
+    /// Every line the server wrote on stderr so far.
+    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
 }
 
 impl Drop for Serving {
@@ -56,9 +58,12 @@ fn serve(p: &Project) -> Serving {
         .unwrap();
     let stderr = child.stderr.take().unwrap();
     let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
     std::thread::spawn(move || {
         for line in BufReader::new(stderr).lines() {
             let Ok(line) = line else { break };
+            seen.lock().unwrap().push(line.clone());
             if let Some(url) = line.strip_prefix("kiln serve: listening on ") {
                 let _ = tx.send(url.trim().to_owned());
             }
@@ -68,7 +73,11 @@ fn serve(p: &Project) -> Serving {
     let url = rx
         .recv_timeout(Duration::from_secs(60))
         .expect("kiln serve did not start");
-    Serving { child, url }
+    Serving {
+        child,
+        url,
+        stderr: lines,
+    }
 }
 
 fn row() -> Value {
@@ -132,6 +141,15 @@ async fn sigterm_finishes_requests_and_flushes_the_whole_log() {
         logged, ids,
         "every acknowledged prediction is in the log, in order"
     );
+    // The access log has a line per request, with its id, written before the exit.
+    std::thread::sleep(Duration::from_millis(200));
+    let stderr = s.stderr.lock().unwrap().join("\n");
+    for id in &ids {
+        let line = format!(
+            "request_id={id} method=POST route=/v1/models/{{name}}/predict status=200 model=bikes version=1"
+        );
+        assert!(stderr.contains(&line), "no access log line for {id}");
+    }
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

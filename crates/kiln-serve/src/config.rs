@@ -30,8 +30,11 @@ pub struct ServeConfig {
     pub request_timeout_ms: u64,
     /// A numeric value outside the range seen in training: flag it or reject the request.
     pub out_of_range: RangePolicy,
-    /// One structured log line per request (target `kiln::access`).
+    /// One structured log line per request on stderr (target `kiln::access`).
     pub access_log: bool,
+    /// Access log lines as JSON (set from `--log-format json`, not from kiln.toml's `[serve]`).
+    #[serde(skip)]
+    pub access_log_json: bool,
     pub log: PredictionLogConfig,
     pub auth: AuthConfig,
 }
@@ -52,6 +55,7 @@ impl Default for ServeConfig {
             request_timeout_ms: 10_000,
             out_of_range: RangePolicy::Flag,
             access_log: true,
+            access_log_json: false,
             log: PredictionLogConfig::default(),
             auth: AuthConfig::default(),
         }

@@ -252,17 +252,16 @@ fn finish(
     m.request_seconds
         .with_label_values(&[route])
         .observe(elapsed.as_secs_f64());
-    if state.config.access_log {
-        tracing::info!(
-            target: "kiln::access",
-            request_id = id,
-            method = %method,
+    if let Some(log) = &state.access {
+        log.record(&crate::access::AccessLine {
+            request_id: id,
+            method: method.as_str(),
             route,
-            status = status.as_u16(),
+            status: status.as_u16(),
             model,
-            version = %version,
-            micros = elapsed.as_micros() as u64,
-        );
+            version: &version,
+            micros: elapsed.as_micros() as u64,
+        });
     }
     response
 }

@@ -10,6 +10,7 @@
 //! swaps atomically; predictions go to the [`plog`] off the request path; rows are checked at
 //! the [`door`] before scoring.
 
+pub mod access;
 pub mod admin;
 pub mod auth;
 pub mod catalog;
@@ -44,6 +45,7 @@ pub struct AppState {
     pub follower: Arc<Follower>,
     pub metrics: Arc<Metrics>,
     pub log: Option<PredictionLog>,
+    pub access: Option<Arc<access::AccessLog>>,
     pub ids: http::RequestIds,
 }
 
@@ -86,6 +88,13 @@ impl Server {
                 addr: config.addr.clone(),
                 source,
             })?;
+        let access = config.access_log.then(|| {
+            Arc::new(access::AccessLog::new(if config.access_log_json {
+                access::AccessFormat::Json
+            } else {
+                access::AccessFormat::Human
+            }))
+        });
         let state = Arc::new(AppState {
             store,
             config,
@@ -93,6 +102,7 @@ impl Server {
             follower,
             metrics,
             log,
+            access,
             ids: http::RequestIds::new(),
         });
         Ok(Self {
@@ -134,6 +144,11 @@ impl Server {
                 .follow(self.state.config.poll_interval(), stop_rx.clone()),
         );
         let writer = self.writer.map(|w| tokio::spawn(w.run(stop_rx.clone())));
+        let access = self
+            .state
+            .access
+            .clone()
+            .map(|a| tokio::spawn(a.run(stop_rx.clone())));
         let app = http::router(self.state.clone());
         let served = axum::serve(
             self.listener,
@@ -145,6 +160,9 @@ impl Server {
         let _ = follower.await;
         if let Some(w) = writer {
             let _ = w.await;
+        }
+        if let Some(a) = access {
+            let _ = a.await;
         }
         tracing::info!(
             written = self.state.metrics.log_written.get(),

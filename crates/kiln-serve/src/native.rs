@@ -233,8 +233,8 @@ pub async fn serve_rows(
             .map(|(i, features)| LogRow {
                 request_id: row_ids[i].clone(),
                 key: keys.as_mut().and_then(Iterator::next),
-                features,
-                output: output_json(&model, &scored.predictions, i),
+                features: features.to_string(),
+                output: output_json(&model, &scored.predictions, i).to_string(),
                 flags: flags[i].clone(),
             })
             .collect();

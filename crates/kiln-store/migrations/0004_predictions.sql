@@ -34,7 +34,8 @@ CREATE TABLE predictions (
 
 CREATE INDEX predictions_request ON predictions (request_id);
 CREATE INDEX predictions_model_time ON predictions (model, time);
-CREATE INDEX predictions_key ON predictions (key);
+-- Partial: most rows have no key, and an index entry per NULL would cost every insert.
+CREATE INDEX predictions_key ON predictions (key) WHERE key IS NOT NULL;
 
 CREATE TABLE feedback (
     id           BIGINT PRIMARY KEY,  -- 1, 2, 3, ... in commit order
@@ -46,5 +47,5 @@ CREATE TABLE feedback (
     CHECK (request_id IS NOT NULL OR key IS NOT NULL)
 );
 
-CREATE INDEX feedback_request ON feedback (request_id);
-CREATE INDEX feedback_key ON feedback (key);
+CREATE INDEX feedback_request ON feedback (request_id) WHERE request_id IS NOT NULL;
+CREATE INDEX feedback_key ON feedback (key) WHERE key IS NOT NULL;
