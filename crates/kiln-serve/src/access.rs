@@ -49,7 +49,8 @@ impl AccessLog {
 
     pub fn record(&self, l: &AccessLine<'_>) {
         let mut line = String::with_capacity(200);
-        let now = chrono::Utc::now().format("%Y-%m-%dT%H:%M:%S%.6fZ");
+        // RFC 3339 without a format string to interpret on every line.
+        let now = chrono::Utc::now().to_rfc3339_opts(chrono::SecondsFormat::Micros, true);
         match self.format {
             AccessFormat::Human => {
                 let _ = writeln!(

@@ -19,7 +19,7 @@ use crate::error::{ApiError, ErrorBody};
 use crate::http::json_body;
 use crate::native::path_error;
 
-/// Re-read the registry now.
+/// Re-read the registry now (versions that failed to load are tried again).
 #[utoipa::path(
     post,
     path = "/v1/admin/reload",
@@ -34,7 +34,7 @@ use crate::native::path_error;
 pub async fn reload(
     State(state): State<Arc<AppState>>,
 ) -> Result<axum::Json<SyncReport>, ApiError> {
-    Ok(axum::Json(state.follower.sync().await?))
+    Ok(axum::Json(state.follower.reload().await?))
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -60,6 +60,9 @@ pub struct AliasState {
     pub alias: String,
     pub version: i64,
     pub revision: i64,
+    /// The version this server serves for the alias now (the new one, unless it failed to
+    /// load; then `reload.failed` says why).
+    pub served_version: Option<i64>,
     /// What this server changed when it re-read the registry.
     pub reload: SyncReport,
 }
@@ -90,11 +93,17 @@ async fn applied(
     moved: kiln_store::Alias,
 ) -> Result<axum::Json<AliasState>, ApiError> {
     let reload = state.follower.sync().await?;
+    let served_version = state
+        .follower
+        .catalog()
+        .by_alias(&model, &alias)
+        .map(|m| m.version);
     Ok(axum::Json(AliasState {
         model,
         alias,
         version: moved.version,
         revision: moved.revision,
+        served_version,
         reload,
     }))
 }

@@ -23,10 +23,21 @@ use crate::metrics::Metrics;
 /// Versions kept loaded beyond the aliases' targets (asked for with `?version=`).
 const EXTRA_VERSIONS: usize = 8;
 
+/// A version that failed to load is tried again after this long, not on every poll (which
+/// would fill the log with the same error twice a second).
+const RETRY_FAILED_AFTER: std::time::Duration = std::time::Duration::from_secs(30);
+
 /// One loaded model version, ready to score.
 pub struct LoadedModel {
     pub name: String,
     pub version: i64,
+    /// The name and version as shared strings, for metrics labels and the log without an
+    /// allocation per request.
+    pub name_label: Arc<str>,
+    pub version_label: Arc<str>,
+    /// This version's own metric handles (no label lookup per request).
+    pub predictions_total: prometheus::IntCounter,
+    pub rows_per_request: prometheus::Histogram,
     pub artifact: ModelArtifact,
     /// Per input column (schema order): what the door checks.
     pub checks: Vec<ColumnCheck>,
@@ -45,7 +56,7 @@ pub struct ColumnCheck {
 }
 
 impl LoadedModel {
-    pub fn new(name: &str, version: i64, artifact: ModelArtifact) -> Self {
+    pub fn new(name: &str, version: i64, artifact: ModelArtifact, metrics: &Metrics) -> Self {
         let checks = artifact
             .schema
             .columns
@@ -73,9 +84,16 @@ impl LoadedModel {
                 check
             })
             .collect();
+        let version_label: Arc<str> = Arc::from(version.to_string());
         Self {
             name: name.to_owned(),
             version,
+            name_label: Arc::from(name),
+            predictions_total: metrics
+                .predictions
+                .with_label_values(&[name, &version_label]),
+            rows_per_request: metrics.rows_per_request.with_label_values(&[name]),
+            version_label,
             artifact,
             checks,
             loaded_at: kiln_core::now_micros(),
@@ -134,6 +152,8 @@ pub struct Follower {
     /// Syncs and on-demand loads run one at a time.
     lock: tokio::sync::Mutex<()>,
     synced: AtomicBool,
+    /// Versions whose load failed, and when.
+    failed: std::sync::Mutex<HashMap<(String, i64), std::time::Instant>>,
 }
 
 /// What a sync changed.
@@ -156,6 +176,7 @@ impl Follower {
             catalog: ArcSwap::from_pointee(Catalog::default()),
             lock: tokio::sync::Mutex::new(()),
             synced: AtomicBool::new(false),
+            failed: std::sync::Mutex::new(HashMap::new()),
         }
     }
 
@@ -167,6 +188,14 @@ impl Follower {
     /// Whether the registry has been read at least once.
     pub fn is_ready(&self) -> bool {
         self.synced.load(Ordering::Acquire)
+    }
+
+    /// Re-reads the registry now, retrying versions that failed to load before.
+    pub async fn reload(&self) -> Result<SyncReport, kiln_store::StoreError> {
+        if let Ok(mut f) = self.failed.lock() {
+            f.clear();
+        }
+        self.sync().await
     }
 
     /// Reads the aliases and applies any move.
@@ -212,16 +241,28 @@ impl Follower {
                         let listed = versions_of
                             .get(&a.model)
                             .and_then(|v| v.iter().find(|m| m.version == a.version));
-                        match self.load(&a.model, a.version, listed).await {
-                            Ok(m) => {
-                                report.loaded.push(format!("{}@{}", a.model, a.version));
-                                Some(m)
-                            }
-                            Err(e) => {
-                                report
-                                    .failed
-                                    .push(format!("{}@{}: {e}", a.model, a.version));
-                                None
+                        let key = (a.model.clone(), a.version);
+                        let recently_failed = self.failed.lock().ok().is_some_and(|f| {
+                            f.get(&key)
+                                .is_some_and(|at| at.elapsed() < RETRY_FAILED_AFTER)
+                        });
+                        if recently_failed {
+                            None
+                        } else {
+                            match self.load(&a.model, a.version, listed).await {
+                                Ok(m) => {
+                                    report.loaded.push(format!("{}@{}", a.model, a.version));
+                                    Some(m)
+                                }
+                                Err(e) => {
+                                    if let Ok(mut f) = self.failed.lock() {
+                                        f.insert(key, std::time::Instant::now());
+                                    }
+                                    report
+                                        .failed
+                                        .push(format!("{}@{}: {e}", a.model, a.version));
+                                    None
+                                }
                             }
                         }
                     }
@@ -333,9 +374,10 @@ impl Follower {
                 .await
                 .map_err(|e| e.to_string())?;
             let name = model.to_owned();
+            let metrics = self.metrics.clone();
             // Building the checks and warming up is CPU work: keep it off the async workers.
             tokio::task::spawn_blocking(move || {
-                let loaded = LoadedModel::new(&name, version, artifact);
+                let loaded = LoadedModel::new(&name, version, artifact, &metrics);
                 loaded.warm_up()?;
                 Ok::<_, String>(Arc::new(loaded))
             })
@@ -360,7 +402,8 @@ impl Follower {
         interval: std::time::Duration,
         mut shutdown: tokio::sync::watch::Receiver<bool>,
     ) {
-        let mut tick = tokio::time::interval(interval);
+        // The first read happened when the server was bound.
+        let mut tick = tokio::time::interval_at(tokio::time::Instant::now() + interval, interval);
         tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
             tokio::select! {

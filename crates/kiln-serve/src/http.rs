@@ -26,7 +26,7 @@ pub struct RequestId(pub Arc<str>);
 #[derive(Clone, Debug)]
 pub struct ServedBy {
     pub model: Arc<str>,
-    pub version: i64,
+    pub version: Arc<str>,
 }
 
 /// Unique request ids: a random 48-bit prefix per process (so replicas do not collide) and a
@@ -242,12 +242,12 @@ fn finish(
     let elapsed = start.elapsed();
     let served = response.extensions().get::<ServedBy>();
     let (model, version) = match served {
-        Some(s) => (&*s.model, s.version.to_string()),
-        None => ("", String::new()),
+        Some(s) => (&*s.model, &*s.version),
+        None => ("", ""),
     };
     let m = &state.metrics;
     m.requests
-        .with_label_values(&[route, status.as_str(), model, &version])
+        .with_label_values(&[route, status.as_str(), model, version])
         .inc();
     m.request_seconds
         .with_label_values(&[route])
@@ -259,7 +259,7 @@ fn finish(
             route,
             status: status.as_u16(),
             model,
-            version: &version,
+            version,
             micros: elapsed.as_micros() as u64,
         });
     }

@@ -215,16 +215,8 @@ pub async fn serve_rows(
         .map(|f| door::flag_strings(&model, f))
         .collect();
     let row_ids: Vec<String> = (0..n).map(|i| row_id(request_id, i, n)).collect();
-    state
-        .metrics
-        .predictions
-        .with_label_values(&[&model.name, &model.version.to_string()])
-        .inc_by(n as u64);
-    state
-        .metrics
-        .rows_per_request
-        .with_label_values(&[&model.name])
-        .observe(n as f64);
+    model.predictions_total.inc_by(n as u64);
+    model.rows_per_request.observe(n as f64);
     if let Some(log) = &state.log {
         let mut keys = keys.map(Vec::into_iter);
         let log_rows = rows
@@ -239,7 +231,7 @@ pub async fn serve_rows(
             })
             .collect();
         log.submit(LogBatch {
-            model: Arc::from(model.name.as_str()),
+            model: model.name_label.clone(),
             version: model.version,
             alias: alias.clone(),
             time: arrival.time,
@@ -381,8 +373,8 @@ pub async fn predict(
     };
     let mut response = axum::Json(body).into_response();
     response.extensions_mut().insert(ServedBy {
-        model: Arc::from(served.model.name.as_str()),
-        version: served.model.version,
+        model: served.model.name_label.clone(),
+        version: served.model.version_label.clone(),
     });
     Ok(response)
 }

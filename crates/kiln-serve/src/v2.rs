@@ -477,8 +477,8 @@ async fn run_infer(
     };
     let mut response = axum::Json(body).into_response();
     response.extensions_mut().insert(ServedBy {
-        model: Arc::from(model.name.as_str()),
-        version: model.version,
+        model: model.name_label.clone(),
+        version: model.version_label.clone(),
     });
     Ok(response)
 }

@@ -397,3 +397,60 @@ pub fn which(name: &str) -> Option<std::path::PathBuf> {
             .find(|p| p.is_file())
     })
 }
+
+/// A version whose artifact does not verify is not served: the alias keeps its old target,
+/// the failure is counted, and requests never fail.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_version_that_fails_to_load_leaves_the_alias_on_the_old_one() {
+    let server = Running::start(test_config(), admin_only()).await;
+    let store = server.home.store().await;
+    let v2 = &store.meta.model_versions("bikes").await.unwrap()[1];
+    let path = store.artifacts.local_path(&v2.artifact_id).unwrap();
+    let mut bytes = std::fs::read(&path).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 0xff;
+    std::fs::write(&path, bytes).unwrap();
+    store
+        .meta
+        .set_alias("bikes", "production", 2, Expect::Any, "bad", "test")
+        .await
+        .unwrap();
+    let r = server
+        .client
+        .post(format!("{}/v1/admin/reload", server.url))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    let report: Value = r.json().await.unwrap();
+    assert!(
+        report["failed"][0].as_str().unwrap().starts_with("bikes@2"),
+        "{report}"
+    );
+    for _ in 0..5 {
+        let (s, b, _) = server
+            .post(
+                "/v1/models/bikes/predict",
+                &json!({"instances": [bike_row()]}),
+            )
+            .await;
+        assert_eq!((s, b["version"].as_i64()), (200, Some(1)), "{b}");
+        tokio::time::sleep(Duration::from_millis(60)).await;
+    }
+    let (_, metrics) = server.get("/metrics").await;
+    // Tried by the reload (and perhaps by the poller just before it), then not on every
+    // poll: six polls passed during the requests above.
+    let errors: f64 = metrics
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix(
+                "kiln_model_loads_total{model=\"bikes\",result=\"error\",version=\"2\"} ",
+            )
+        })
+        .and_then(|v| v.parse().ok())
+        .unwrap_or(0.0);
+    assert!((1.0..=2.0).contains(&errors), "{metrics}");
+    assert!(
+        metrics.contains("kiln_model_info{alias=\"production\",model=\"bikes\",version=\"1\"} 1")
+    );
+}
