@@ -44,8 +44,27 @@ fn no_huge_pages() {
     }
 }
 
+/// mimalloc's `purge_delay` option: its position in the option enum of the mimalloc 3 that
+/// libmimalloc-sys 0.1.49 bundles (`mi_option_e` in `c_src/mimalloc/v3/include/mimalloc.h`),
+/// whose Rust bindings do not name it. Its default is 1000 (ms, set in `src/options.c`); the
+/// test below fails if an upgrade moves it.
+const MI_OPTION_PURGE_DELAY: libmimalloc_sys::mi_option_t = 15;
+
+/// Asks the allocator to give freed memory back to the system at once rather than after a
+/// delay of a second. A server's allocations come and go with requests; measured on the bike
+/// model, peak RSS under load fell from 57–63 to 45 MiB (idle: 44 to 32 MiB).
+fn return_freed_memory_promptly() {
+    // SAFETY: reading and setting an allocator option takes integers only.
+    unsafe {
+        if libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) == 1000 {
+            libmimalloc_sys::mi_option_set(MI_OPTION_PURGE_DELAY, 0);
+        }
+    }
+}
+
 pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
     no_huge_pages();
+    return_freed_memory_promptly();
     let project = context::open(global).await?;
     let mut config = ServeConfig::from_table(&project.config.serve).map_err(serve_error)?;
     if let Some(addr) = args.addr {
@@ -114,4 +133,19 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
         .run(kiln_serve::shutdown_signal())
         .await
         .map_err(serve_error)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn the_purge_delay_option_is_where_the_bundled_mimalloc_has_it() {
+        // SAFETY: reading an allocator option.
+        let delay = unsafe { libmimalloc_sys::mi_option_get(MI_OPTION_PURGE_DELAY) };
+        assert_eq!(
+            delay, 1000,
+            "mimalloc's purge_delay moved: update MI_OPTION_PURGE_DELAY"
+        );
+    }
 }
