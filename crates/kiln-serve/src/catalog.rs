@@ -304,9 +304,14 @@ impl Follower {
                 .versions
                 .insert(m.version, m.clone());
         }
+        let first = !self.is_ready();
         self.publish(next);
         for line in &report.moved {
-            tracing::info!(target: "kiln::reload", "alias moved: {line}");
+            if first {
+                tracing::info!(target: "kiln::reload", "serving {line}");
+            } else {
+                tracing::info!(target: "kiln::reload", "alias moved: {line}");
+            }
         }
         for line in &report.failed {
             tracing::error!(target: "kiln::reload", "model not loaded: {line}");
