@@ -124,6 +124,9 @@ impl Complete {
     /// tree [`LANES`] at a time, in lockstep: their walks are independent, so the processor
     /// overlaps them instead of waiting on one chain of loads.
     fn add_block(&self, x: &Transformed, start: usize, out: &mut [f64]) {
+        if out.len() < LANES {
+            return self.add_few(x, start, out);
+        }
         for &(depth, node_off, leaf_off) in &self.trees {
             let inner = (1usize << depth) - 1;
             let step = |i: usize, row: usize| -> usize {
@@ -153,6 +156,36 @@ impl Complete {
                     i = step(i, row0 + k);
                 }
                 *o += f64::from(self.leaves[leaf_off + i - inner]);
+            }
+        }
+    }
+}
+
+impl Complete {
+    /// [`Self::add_block`] for fewer rows than [`LANES`] (a served request): too few rows to
+    /// overlap, so a row goes down [`LANES`] trees at once instead. Leaves are still added in
+    /// tree order, so the sum is the same to the bit.
+    fn add_few(&self, x: &Transformed, start: usize, out: &mut [f64]) {
+        for (k, o) in out.iter_mut().enumerate() {
+            let row = start + k;
+            for group in self.trees.chunks(LANES) {
+                let mut i = [0usize; LANES];
+                let deepest = group.iter().map(|t| t.0).max().unwrap_or(0);
+                for level in 0..deepest {
+                    for (il, &(depth, node_off, _)) in i.iter_mut().zip(group) {
+                        if level < depth {
+                            let at = node_off + *il;
+                            let v = x.data[self.feature[at] as usize * x.rows + row];
+                            let right =
+                                (v >= self.threshold[at]) | (v.is_nan() & self.missing_right[at]);
+                            *il = 2 * *il + 1 + usize::from(right);
+                        }
+                    }
+                }
+                for (il, &(depth, _, leaf_off)) in i.iter().zip(group) {
+                    let inner = (1usize << depth) - 1;
+                    *o += f64::from(self.leaves[leaf_off + il - inner]);
+                }
             }
         }
     }
@@ -328,6 +361,26 @@ mod tests {
                     ours.iter()
                         .zip(&reference)
                         .all(|(a, b)| a.to_bits() == b.to_bits())
+                );
+            }
+        }
+        // Fewer rows than a lane group (a served request) take the tree-interleaved walk.
+        for (start, n) in [(0, 1), (17, 1), (100, 3), (2990, 7), (500, 9)] {
+            let few = Transformed {
+                data: (0..3)
+                    .flat_map(|f| x.data[f * rows + start..f * rows + start + n].to_vec())
+                    .collect(),
+                rows: n,
+                features: 3,
+                unknown: vec![],
+            };
+            let ours = complete.predict(&few, false);
+            for (k, v) in ours.iter().enumerate() {
+                assert_eq!(
+                    v.to_bits(),
+                    reference[start + k].to_bits(),
+                    "row {}",
+                    start + k
                 );
             }
         }
