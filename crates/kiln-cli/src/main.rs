@@ -72,7 +72,7 @@ pub enum LogFormat {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// Create a project: a commented kiln.toml and the home folder
+    /// Create a project: a commented kiln.toml, the home folder and an admin token
     Init(init::InitArgs),
     /// Version, validate, profile and compare data
     #[command(subcommand)]

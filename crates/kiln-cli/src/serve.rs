@@ -8,6 +8,13 @@ use crate::context;
 use crate::output::CliError;
 
 #[derive(Args, Debug)]
+#[command(
+    after_help = "Serves every model with a `production` (or other [serve] aliases) alias and \
+follows alias moves. Settings: [serve] in kiln.toml (see `kiln init`). Secrets: KILN_ADMIN_TOKEN \
+(default: the home's admin.token) for /v1/admin/, KILN_API_KEYS (comma-separated) to require \
+API keys on prediction routes. Routes: GET /docs. Stops on SIGINT/SIGTERM after finishing \
+requests and writing every logged prediction."
+)]
 pub struct ServeArgs {
     /// Address to listen on, IP:PORT (port 0 picks a free one) [default: [serve] addr, or
     /// 127.0.0.1:8080]
