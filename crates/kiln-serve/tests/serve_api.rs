@@ -81,6 +81,47 @@ async fn predictions_equal_batch_scoring_bit_for_bit() {
     server.stop().await;
 }
 
+/// A model imported as ONNX is served like a trained one, through the same scoring call.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn imported_onnx_models_are_served_like_trained_ones() {
+    let server = Running::start(test_config(), admin_only()).await;
+    let rows = bike_rows(40);
+    let (status, body, _) = server
+        .post(
+            "/v1/models/bikes-onnx/predict",
+            &json!({ "instances": rows }),
+        )
+        .await;
+    assert_eq!(status, 200, "{body}");
+    let served = values(&body);
+    let version = kiln_train::registry::resolve(&server.store, &"bikes-onnx@1".parse().unwrap())
+        .await
+        .unwrap();
+    let artifact = kiln_train::registry::load(&server.store, &version)
+        .await
+        .unwrap();
+    let batch = kiln_data::rows::batch_from_json(&artifact.schema, &rows).unwrap();
+    let kiln_model::learner::Predictions::Values(direct) =
+        artifact.score(&batch).unwrap().predictions
+    else {
+        panic!("a regressor")
+    };
+    assert_eq!(served, direct);
+    // Predictions vary with the inputs: the model is really consulted.
+    assert!(
+        served.iter().any(|v| (v - served[0]).abs() > 1.0),
+        "{served:?}"
+    );
+    let (s, meta) = server.get("/v2/models/bikes-onnx").await;
+    assert_eq!(s, 200);
+    let meta: Value = serde_json::from_str(&meta).unwrap();
+    assert_eq!(
+        meta["inputs"].as_array().unwrap().len(),
+        artifact.schema.columns.len()
+    );
+    server.stop().await;
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn request_ids_are_kept_or_generated_and_versions_selectable() {
     let server = Running::start(test_config(), admin_only()).await;

@@ -30,7 +30,8 @@ pub fn config() -> Config {
 }
 
 /// The template home: bikes@1 and bikes@2 (regressors that predict differently), workday@1
-/// (a binary classifier of `workingday`); production aliases bikes → 1, workday → 1.
+/// (a binary classifier of `workingday`), bikes-onnx@1 (scikit-learn's gradient boosting
+/// imported as ONNX, from kiln-onnx's fixtures); production aliases on version 1 of each.
 fn template() -> &'static Path {
     static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
     TEMPLATE
@@ -95,7 +96,29 @@ async fn build_template(home: &Path) {
         .await
         .unwrap();
     }
-    for model in ["bikes", "workday"] {
+    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-onnx/tests/fixtures");
+    let schema_path = fixtures.join("bike_import_schema.json");
+    let schema = kiln_train::import::ImportSchema::parse(
+        &std::fs::read_to_string(&schema_path).unwrap(),
+        &schema_path,
+    )
+    .unwrap();
+    kiln_train::import::import_onnx(
+        &store,
+        &config,
+        &scratch,
+        &kiln_train::spec::TrainSpec::resolve(&config.train, &[]).unwrap(),
+        kiln_train::import::ImportRequest {
+            onnx: std::fs::read(fixtures.join("bike_gbr.onnx")).unwrap(),
+            file_name: "bike_gbr.onnx".into(),
+            schema,
+            name: "bikes-onnx".into(),
+        },
+        Arc::new(kiln_train::train::Quiet),
+    )
+    .await
+    .unwrap();
+    for model in ["bikes", "workday", "bikes-onnx"] {
         store
             .meta
             .set_alias(model, "production", 1, Expect::Any, "tests", "tests")
