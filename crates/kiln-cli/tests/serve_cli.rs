@@ -116,7 +116,10 @@ async fn logged_ids(p: &Project) -> (Vec<String>, Vec<kiln_store::StoredPredicti
         })
         .await
         .unwrap();
-    (rows.iter().map(|r| r.request_id.clone()).collect(), rows)
+    (
+        rows.iter().map(|r| r.record.request_id.clone()).collect(),
+        rows,
+    )
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,8 +194,8 @@ async fn kill_9_loses_at_most_the_last_flush_interval() {
         total_acked += acked.len();
         // What was written is whole: every row parses, and nothing outside the acknowledged set.
         for r in &rows {
-            serde_json::from_str::<Value>(&r.features).unwrap();
-            serde_json::from_str::<Value>(&r.output).unwrap();
+            serde_json::from_str::<Value>(&r.record.features).unwrap();
+            serde_json::from_str::<Value>(&r.record.output).unwrap();
         }
         assert!(logged.len() <= before.len() + acked.len());
         eprintln!(

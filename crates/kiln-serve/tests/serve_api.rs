@@ -511,7 +511,7 @@ async fn every_prediction_is_logged_and_feedback_joins_it() {
         ids.len(),
         "every prediction is in the log after shutdown"
     );
-    for (row, (id, value)) in logged.iter().zip(&ids) {
+    for (row, (id, value)) in logged.iter().map(|p| &p.record).zip(&ids) {
         assert_eq!(&row.request_id, id);
         assert_eq!(row.version, 1);
         assert_eq!(row.alias.as_deref(), Some("production"));

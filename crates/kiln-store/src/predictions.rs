@@ -57,16 +57,8 @@ pub struct PredictionRecord {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct StoredPrediction {
     pub id: i64,
-    pub request_id: String,
-    pub key: Option<String>,
-    pub model: String,
-    pub version: i64,
-    pub alias: Option<String>,
-    pub time: i64,
-    pub features: String,
-    pub output: String,
-    pub latency_us: i64,
-    pub flags: Option<String>,
+    #[serde(flatten)]
+    pub record: PredictionRecord,
 }
 
 /// Which logged predictions to read: all filters are optional and combine with AND.
@@ -278,16 +270,18 @@ async fn insert_batch<T>(
 fn prediction_of(r: &AnyRow) -> Result<StoredPrediction> {
     Ok(StoredPrediction {
         id: r.try_get(0)?,
-        request_id: r.try_get(1)?,
-        key: r.try_get(2)?,
-        model: r.try_get(3)?,
-        version: r.try_get(4)?,
-        alias: r.try_get(5)?,
-        time: r.try_get(6)?,
-        features: r.try_get(7)?,
-        output: r.try_get(8)?,
-        latency_us: r.try_get(9)?,
-        flags: r.try_get(10)?,
+        record: PredictionRecord {
+            request_id: r.try_get(1)?,
+            key: r.try_get(2)?,
+            model: r.try_get(3)?,
+            version: r.try_get(4)?,
+            alias: r.try_get(5)?,
+            time: r.try_get(6)?,
+            features: r.try_get(7)?,
+            output: r.try_get(8)?,
+            latency_us: r.try_get(9)?,
+            flags: r.try_get(10)?,
+        },
     })
 }
 

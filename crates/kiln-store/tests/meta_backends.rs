@@ -273,18 +273,7 @@ fn prediction(model: &str, run: &str, i: usize, time: i64) -> PredictionRecord {
 }
 
 fn record_of(p: &StoredPrediction) -> PredictionRecord {
-    PredictionRecord {
-        request_id: p.request_id.clone(),
-        key: p.key.clone(),
-        model: p.model.clone(),
-        version: p.version,
-        alias: p.alias.clone(),
-        time: p.time,
-        features: p.features.clone(),
-        output: p.output.clone(),
-        latency_us: p.latency_us,
-        flags: p.flags.clone(),
-    }
+    p.record.clone()
 }
 
 /// Every prediction of `model`, read page by page with `after_id`.
@@ -360,17 +349,20 @@ async fn exercise_predictions(store: MetaStore) {
         .await
         .unwrap();
     assert_eq!(
-        ranged.iter().map(|p| p.time - base).collect::<Vec<_>>(),
+        ranged
+            .iter()
+            .map(|p| p.record.time - base)
+            .collect::<Vec<_>>(),
         (100..200).collect::<Vec<_>>()
     );
     let both = store.predictions(&window(None, 10_000)).await.unwrap();
     let ours: Vec<_> = both
         .iter()
-        .filter(|p| p.model == model || p.model == other)
+        .filter(|p| p.record.model == model || p.record.model == other)
         .collect();
     assert_eq!(ours.len(), 107);
     assert_eq!(
-        ours.last().unwrap().model,
+        ours.last().unwrap().record.model,
         other,
         "by id: the later batch last"
     );
@@ -424,8 +416,8 @@ async fn exercise_predictions(store: MetaStore) {
     let raced = all_pages(&store, &racing, 512).await;
     assert_eq!(raced.len(), 1200);
     for half in raced.chunks(600) {
-        let tag = &half[0].request_id[..1];
-        assert!(half.iter().all(|p| p.request_id.starts_with(tag)));
+        let tag = &half[0].record.request_id[..1];
+        assert!(half.iter().all(|p| p.record.request_id.starts_with(tag)));
         assert_eq!(half[599].id - half[0].id, 599);
     }
 }
