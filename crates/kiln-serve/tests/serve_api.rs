@@ -494,7 +494,7 @@ async fn every_prediction_is_logged_and_feedback_joins_it() {
         expect_error(&server, "/v1/feedback", &body, 422, code).await;
     }
 
-    let (_, store) = server.stop().await;
+    let (_home, store) = server.stop().await;
     let logged = store
         .meta
         .predictions(&PredictionQuery {
@@ -540,7 +540,7 @@ async fn the_log_can_be_turned_off() {
         )
         .await;
     assert_eq!(s, 200);
-    let (_, store) = server.stop().await;
+    let (_home, store) = server.stop().await;
     assert_eq!(store.meta.prediction_count(None).await.unwrap(), 0);
 }
 
