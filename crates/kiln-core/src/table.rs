@@ -30,6 +30,24 @@ pub fn arrow_type(t: FeatureType) -> DataType {
     }
 }
 
+/// Whether `t` is [`arrow_type`]`(ftype)`, without building that type (which allocates for
+/// dictionaries and time zones: a check on every served request should not).
+pub fn is_arrow_type(ftype: FeatureType, t: &DataType) -> bool {
+    match (ftype, t) {
+        (FeatureType::Numeric, DataType::Float64)
+        | (FeatureType::Boolean, DataType::Boolean)
+        | (FeatureType::Date, DataType::Date32)
+        | (FeatureType::Text, DataType::Utf8) => true,
+        (FeatureType::Categorical, DataType::Dictionary(k, v)) => {
+            **k == DataType::Int32 && **v == DataType::Utf8
+        }
+        (FeatureType::Timestamp, DataType::Timestamp(TimeUnit::Microsecond, Some(tz))) => {
+            &**tz == UTC_TZ
+        }
+        _ => false,
+    }
+}
+
 /// The Arrow schema of a snapshot with this Kiln schema.
 pub fn arrow_schema(schema: &Schema) -> Arc<ArrowSchema> {
     Arc::new(ArrowSchema::new(
@@ -92,5 +110,32 @@ pub fn format_number(v: f64) -> String {
         format!("{}", v as i64)
     } else {
         format!("{v}")
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const TYPES: [FeatureType; 6] = [
+        FeatureType::Numeric,
+        FeatureType::Categorical,
+        FeatureType::Boolean,
+        FeatureType::Timestamp,
+        FeatureType::Date,
+        FeatureType::Text,
+    ];
+
+    #[test]
+    fn is_arrow_type_agrees_with_arrow_type() {
+        for a in TYPES {
+            for b in TYPES {
+                assert_eq!(is_arrow_type(a, &arrow_type(b)), a == b, "{a:?} vs {b:?}");
+            }
+        }
+        let other_zone = DataType::Timestamp(TimeUnit::Microsecond, Some("Europe/Paris".into()));
+        assert!(!is_arrow_type(FeatureType::Timestamp, &other_zone));
+        let wide_keys = DataType::Dictionary(Box::new(DataType::Int64), Box::new(DataType::Utf8));
+        assert!(!is_arrow_type(FeatureType::Categorical, &wide_keys));
     }
 }

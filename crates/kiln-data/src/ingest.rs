@@ -1266,7 +1266,9 @@ impl DictBuilder {
         Self {
             short: Default::default(),
             long: Default::default(),
-            values: StringBuilder::new(),
+            // Distinct values are at most the rows; a served request has one or a few, and
+            // the builder's default room (1,024 values) would be allocated on every request.
+            values: StringBuilder::with_capacity(capacity.min(1024), capacity.min(1024) * 8),
             keys: arrow_array::builder::Int32Builder::with_capacity(capacity),
         }
     }
@@ -1314,10 +1316,103 @@ impl DictBuilder {
     }
 }
 
+/// A categorical column's dictionary fixed in advance: the categories a model knows.
+///
+/// A served request has a row or a few, and building a fresh dictionary for each (a string
+/// builder, its validation, a dictionary array over it) cost more than scoring the row. With
+/// the categories known, a row's category is one map lookup and the batch shares one
+/// dictionary array; a value outside it makes that column fall back to a fresh dictionary.
+#[derive(Debug)]
+pub struct KnownDictionary {
+    values: ArrayRef,
+    index: rustc_hash::FxHashMap<String, i32>,
+}
+
+impl KnownDictionary {
+    /// The dictionary of `categories` (duplicates keep their first position).
+    pub fn new(categories: &[String]) -> Self {
+        let mut index = rustc_hash::FxHashMap::default();
+        let mut values = StringBuilder::with_capacity(categories.len(), categories.len() * 8);
+        for c in categories {
+            if !index.contains_key(c.as_str()) {
+                index.insert(c.clone(), index.len() as i32);
+                values.append_value(c);
+            }
+        }
+        Self {
+            values: Arc::new(values.finish()),
+            index,
+        }
+    }
+}
+
+/// Keys into a [`KnownDictionary`], until a value outside it turns up.
+pub(crate) struct KnownDictBuilder {
+    dictionary: Arc<KnownDictionary>,
+    keys: Vec<i32>,
+    nulls: arrow_array::builder::NullBufferBuilder,
+    /// Set at the first unknown value: the column so far, rebuilt with its own dictionary.
+    fallback: Option<DictBuilder>,
+}
+
+impl KnownDictBuilder {
+    fn append_value(&mut self, s: &str) {
+        if let Some(b) = &mut self.fallback {
+            return b.append_value(s);
+        }
+        match self.dictionary.index.get(s) {
+            Some(k) => {
+                self.keys.push(*k);
+                self.nulls.append_non_null();
+            }
+            None => {
+                let mut b = DictBuilder::with_capacity(self.keys.capacity());
+                let values = self.dictionary.values.as_string::<i32>();
+                for (i, k) in self.keys.iter().enumerate() {
+                    if self.nulls.is_valid(i) {
+                        b.append_value(values.value(*k as usize));
+                    } else {
+                        b.append_null();
+                    }
+                }
+                b.append_value(s);
+                self.fallback = Some(b);
+            }
+        }
+    }
+
+    fn append_null(&mut self) {
+        match &mut self.fallback {
+            Some(b) => b.append_null(),
+            None => {
+                self.keys.push(0);
+                self.nulls.append_null();
+            }
+        }
+    }
+
+    fn finish(&mut self) -> Result<ArrayRef> {
+        if let Some(b) = &mut self.fallback {
+            return b.finish();
+        }
+        let keys = arrow_array::Int32Array::new(
+            std::mem::take(&mut self.keys).into(),
+            self.nulls.finish(),
+        );
+        Ok(Arc::new(
+            arrow_array::DictionaryArray::<Int32Type>::try_new(
+                keys,
+                self.dictionary.values.clone(),
+            )?,
+        ))
+    }
+}
+
 /// Builds one normalized column from text cells.
 pub(crate) enum ColumnBuilder {
     Numeric(Float64Builder),
     Categorical(DictBuilder),
+    KnownCategorical(KnownDictBuilder),
     Boolean(BooleanBuilder),
     Timestamp(TimestampMicrosecondBuilder),
     Date(Date32Builder),
@@ -1336,6 +1431,16 @@ impl ColumnBuilder {
             FeatureType::Date => Self::Date(Date32Builder::with_capacity(capacity)),
             FeatureType::Text => Self::Text(StringBuilder::with_capacity(capacity, capacity * 16)),
         }
+    }
+
+    /// A categorical column whose values are expected to be in `dictionary`.
+    pub(crate) fn known(dictionary: Arc<KnownDictionary>, capacity: usize) -> Self {
+        Self::KnownCategorical(KnownDictBuilder {
+            dictionary,
+            keys: Vec::with_capacity(capacity),
+            nulls: arrow_array::builder::NullBufferBuilder::new(capacity),
+            fallback: None,
+        })
     }
 
     /// Appends the value of `s`; returns false (and appends null) if `s` is not of this type.
@@ -1357,6 +1462,13 @@ impl ColumnBuilder {
                 }
             }
             Self::Categorical(b) => {
+                if is_null(s) {
+                    b.append_null();
+                } else {
+                    b.append_value(s);
+                }
+            }
+            Self::KnownCategorical(b) => {
                 if is_null(s) {
                     b.append_null();
                 } else {
@@ -1395,14 +1507,15 @@ impl ColumnBuilder {
         true
     }
 
-    /// Appends a number given as a number (not text): numeric columns take it as is.
-    pub(crate) fn push_number(&mut self, v: f64, text: &str) -> bool {
+    /// Appends a finite number given as a number (not text), if this is a numeric column;
+    /// returns false (appending nothing) otherwise.
+    pub(crate) fn push_number(&mut self, v: f64) -> bool {
         match self {
             Self::Numeric(b) if v.is_finite() => {
                 b.append_value(v);
                 true
             }
-            _ => self.push(text),
+            _ => false,
         }
     }
 
@@ -1410,6 +1523,7 @@ impl ColumnBuilder {
         match self {
             Self::Numeric(b) => b.append_null(),
             Self::Categorical(b) => b.append_null(),
+            Self::KnownCategorical(b) => b.append_null(),
             Self::Boolean(b) => b.append_null(),
             Self::Timestamp(b) => b.append_null(),
             Self::Date(b) => b.append_null(),
@@ -1421,6 +1535,7 @@ impl ColumnBuilder {
         Ok(match self {
             Self::Numeric(b) => Arc::new(b.finish()),
             Self::Categorical(b) => b.finish()?,
+            Self::KnownCategorical(b) => b.finish()?,
             Self::Boolean(b) => Arc::new(b.finish()),
             Self::Timestamp(b) => Arc::new(b.finish()),
             Self::Date(b) => Arc::new(b.finish()),

@@ -7,13 +7,16 @@
 //! row sent to the server and the same row in a file scored by `kiln predict` become the same
 //! features, bit for bit.
 
+use std::sync::Arc;
+
 use arrow_array::{ArrayRef, RecordBatch};
+use arrow_schema::SchemaRef;
 use kiln_core::schema::{FeatureType, Schema};
 use kiln_core::table::arrow_schema;
 use serde::Serialize;
 use serde_json::Value;
 
-use crate::ingest::{ColumnBuilder, type_message};
+use crate::ingest::{ColumnBuilder, KnownDictionary, type_message};
 
 /// What is wrong with one field of one row.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -26,15 +29,71 @@ pub struct RowError {
     pub message: String,
 }
 
-/// Builds the batch of `rows` for a model with input `schema`. An absent feature is an error;
-/// an explicit `null` is a missing value (the model's pipeline handles it); fields the schema
-/// does not name are ignored. Returns every error found, not just the first.
+/// Builds the batch of `rows` for a model with input `schema`: [`JsonBatcher::batch`] for a
+/// one-off conversion.
 pub fn batch_from_json(schema: &Schema, rows: &[Value]) -> Result<RecordBatch, Vec<RowError>> {
-    let mut builders: Vec<ColumnBuilder> = schema
-        .columns
-        .iter()
-        .map(|c| ColumnBuilder::new(c.ftype, rows.len()))
-        .collect();
+    JsonBatcher::new(schema.clone()).batch(rows)
+}
+
+/// Converts JSON rows for one input schema, again and again: what is the same for every
+/// request (the Arrow schema) is built once.
+#[derive(Debug, Clone)]
+pub struct JsonBatcher {
+    schema: Schema,
+    arrow: SchemaRef,
+    /// Per column (schema order): the categories expected, if given.
+    known: Vec<Option<Arc<KnownDictionary>>>,
+}
+
+impl JsonBatcher {
+    pub fn new(schema: Schema) -> Self {
+        let arrow = arrow_schema(&schema);
+        let known = vec![None; schema.columns.len()];
+        Self {
+            schema,
+            arrow,
+            known,
+        }
+    }
+
+    /// Declares the categories the categorical column `column` usually holds (a model's
+    /// known categories): batches then share one dictionary for it instead of building one
+    /// per batch. Other values still work. Not a categorical column of the schema: no effect.
+    pub fn set_known_categories(&mut self, column: &str, categories: &[String]) {
+        if let Some(j) = self
+            .schema
+            .columns
+            .iter()
+            .position(|c| c.name == column && c.ftype == FeatureType::Categorical)
+        {
+            self.known[j] = Some(Arc::new(KnownDictionary::new(categories)));
+        }
+    }
+
+    /// Builds the batch of `rows`. An absent feature is an error; an explicit `null` is a
+    /// missing value (the model's pipeline handles it); fields the schema does not name are
+    /// ignored. Returns every error found, not just the first.
+    pub fn batch(&self, rows: &[Value]) -> Result<RecordBatch, Vec<RowError>> {
+        let builders = self
+            .schema
+            .columns
+            .iter()
+            .zip(&self.known)
+            .map(|(c, known)| match known {
+                Some(d) => ColumnBuilder::known(d.clone(), rows.len()),
+                None => ColumnBuilder::new(c.ftype, rows.len()),
+            })
+            .collect();
+        batch_rows(&self.schema, self.arrow.clone(), builders, rows)
+    }
+}
+
+fn batch_rows(
+    schema: &Schema,
+    arrow: SchemaRef,
+    mut builders: Vec<ColumnBuilder>,
+    rows: &[Value],
+) -> Result<RecordBatch, Vec<RowError>> {
     let mut errors = Vec::new();
     for (r, row) in rows.iter().enumerate() {
         let Some(obj) = row.as_object() else {
@@ -73,15 +132,15 @@ pub fn batch_from_json(schema: &Schema, rows: &[Value]) -> Result<RecordBatch, V
                     }
                 }
                 Some(Value::Number(n)) => {
-                    let text = n.to_string();
                     // A numeric feature takes the f64 serde_json read, which float_roundtrip
-                    // makes the one the CSV parser reads from the same text.
-                    let ok = match n.as_f64() {
-                        Some(v) if col.ftype == FeatureType::Numeric => b.push_number(v, &text),
-                        _ => b.push(&text),
-                    };
-                    if !ok {
-                        errors.push(wrong(&text));
+                    // makes the one the CSV parser reads from the same text. Other features
+                    // (and infinities, which a numeric column refuses) go through the text.
+                    let taken = n.as_f64().is_some_and(|v| b.push_number(v));
+                    if !taken {
+                        let text = n.to_string();
+                        if !b.push(&text) {
+                            errors.push(wrong(&text));
+                        }
                     }
                 }
                 Some(Value::Bool(v)) => {
@@ -109,7 +168,7 @@ pub fn batch_from_json(schema: &Schema, rows: &[Value]) -> Result<RecordBatch, V
             message: e.to_string(),
         }]
     })?;
-    RecordBatch::try_new(arrow_schema(schema), arrays).map_err(|e| {
+    RecordBatch::try_new(arrow, arrays).map_err(|e| {
         vec![RowError {
             row: 0,
             field: None,

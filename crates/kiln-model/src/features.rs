@@ -236,13 +236,12 @@ impl FeaturePipeline {
                 continue;
             }
             let array = column(batch, &col.name)?;
-            let expected = kiln_core::table::arrow_type(col.ftype);
-            if array.data_type() != &expected {
+            if !kiln_core::table::is_arrow_type(col.ftype, array.data_type()) {
                 return Err(ModelError::Invalid(format!(
                     "column `{}` is {}, the model expects {}",
                     col.name,
                     array.data_type(),
-                    expected
+                    kiln_core::table::arrow_type(col.ftype)
                 )));
             }
             let mut unseen = 0usize;

@@ -13,8 +13,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 
 use arc_swap::ArcSwap;
 use kiln_core::schema::FeatureType;
+use kiln_data::rows::JsonBatcher;
 use kiln_model::artifact::ModelArtifact;
 use kiln_model::features::ColumnTransform;
+
 use kiln_store::{ModelVersion, Store};
 use serde_json::Value;
 
@@ -41,6 +43,8 @@ pub struct LoadedModel {
     pub artifact: ModelArtifact,
     /// Per input column (schema order): what the door checks.
     pub checks: Vec<ColumnCheck>,
+    /// Turns request rows into the batch the artifact scores.
+    pub batcher: JsonBatcher,
     pub loaded_at: i64,
 }
 
@@ -57,6 +61,7 @@ pub struct ColumnCheck {
 
 impl LoadedModel {
     pub fn new(name: &str, version: i64, artifact: ModelArtifact, metrics: &Metrics) -> Self {
+        let mut batcher = JsonBatcher::new(artifact.schema.clone());
         let checks = artifact
             .schema
             .columns
@@ -71,15 +76,17 @@ impl LoadedModel {
                 }
                 if c.ftype == FeatureType::Categorical {
                     let col = artifact.pipeline.columns.iter().find(|p| p.name == c.name);
-                    check.known = match col.map(|p| &p.transform) {
+                    let known: Option<Vec<String>> = match col.map(|p| &p.transform) {
                         Some(ColumnTransform::Ordinal { codes }) => {
                             Some(codes.iter().map(|(k, _)| k.clone()).collect())
                         }
-                        Some(ColumnTransform::OneHot { categories }) => {
-                            Some(categories.iter().cloned().collect())
-                        }
+                        Some(ColumnTransform::OneHot { categories }) => Some(categories.clone()),
                         _ => None,
                     };
+                    if let Some(known) = known {
+                        batcher.set_known_categories(&c.name, &known);
+                        check.known = Some(known.into_iter().collect());
+                    }
                 }
                 check
             })
@@ -94,6 +101,7 @@ impl LoadedModel {
                 .with_label_values(&[name, &version_label]),
             rows_per_request: metrics.rows_per_request.with_label_values(&[name]),
             version_label,
+            batcher,
             artifact,
             checks,
             loaded_at: kiln_core::now_micros(),
@@ -110,7 +118,9 @@ impl LoadedModel {
             .iter()
             .map(|c| (c.name.clone(), Value::Null))
             .collect();
-        let batch = kiln_data::rows::batch_from_json(&self.artifact.schema, &[Value::Object(row)])
+        let batch = self
+            .batcher
+            .batch(&[Value::Object(row)])
             .map_err(|e| format!("{e:?}"))?;
         self.artifact
             .score(&batch)

@@ -58,7 +58,7 @@ pub fn admit(
     metrics: &Metrics,
 ) -> Result<Admitted, ApiError> {
     let schema = &model.artifact.schema;
-    let batch = kiln_data::rows::batch_from_json(schema, rows).map_err(|errors| {
+    let batch = model.batcher.batch(rows).map_err(|errors| {
         for e in &errors {
             metrics
                 .validation_failures

@@ -225,8 +225,8 @@ pub async fn serve_rows(
             .map(|(i, features)| LogRow {
                 request_id: row_ids[i].clone(),
                 key: keys.as_mut().and_then(Iterator::next),
-                features: features.to_string(),
-                output: output_json(&model, &scored.predictions, i).to_string(),
+                features: compact_json(&features),
+                output: output_json(&model, &scored.predictions, i),
                 flags: flags[i].clone(),
             })
             .collect();
@@ -249,10 +249,26 @@ pub async fn serve_rows(
     })
 }
 
-/// Row `i`'s output as the log stores it.
-fn output_json(model: &LoadedModel, p: &Predictions, i: usize) -> Value {
+/// `value` as compact JSON text. Written straight into a buffer of a row's usual size:
+/// `Value::to_string` goes through `fmt` and grows its buffer in steps, which made it the
+/// largest cost of logging a prediction on the request path.
+fn compact_json(value: &Value) -> String {
+    let mut out = Vec::with_capacity(256);
+    match serde_json::to_writer(&mut out, value) {
+        // serde_json writes UTF-8 only.
+        Ok(()) => String::from_utf8(out).unwrap_or_else(|_| value.to_string()),
+        Err(_) => value.to_string(),
+    }
+}
+
+/// Row `i`'s output as the log stores it (JSON text).
+fn output_json(model: &LoadedModel, p: &Predictions, i: usize) -> String {
     match p {
-        Predictions::Values(v) => serde_json::json!({ "value": v[i] }),
+        // Written directly: a map built to be printed cost more than the rest of the row.
+        Predictions::Values(v) => {
+            let value = serde_json::to_string(&v[i]).unwrap_or_else(|_| "null".into());
+            format!("{{\"value\":{value}}}")
+        }
         Predictions::Probabilities { classes, data } => {
             let row = &data[i * classes..(i + 1) * classes];
             let best = argmax(row);
@@ -260,6 +276,7 @@ fn output_json(model: &LoadedModel, p: &Predictions, i: usize) -> Value {
                 "class": model.artifact.classes.get(best),
                 "probabilities": row,
             })
+            .to_string()
         }
     }
 }
