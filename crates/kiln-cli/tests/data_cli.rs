@@ -149,14 +149,9 @@ fn csv_gzip_tsv_and_parquet_ingest_to_the_same_rows() {
 #[test]
 fn profile_of_the_reference_dataset_matches_known_figures() {
     let p = Project::new();
-    let data = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/bikeshare/data/bike-rental-dataset.csv.gz"
-    );
-    let config = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/../../examples/bikeshare/kiln.toml"
-    );
+    let data = manifest_dir().join("../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
+    let data = data.to_str().unwrap();
+    let config = manifest_dir().join("../../examples/bikeshare/kiln.toml");
     std::fs::copy(config, p.path("kiln.toml")).unwrap();
     let a = p
         .ok(&["data", "add", data, "--dataset", "bikes", "--json"])
@@ -892,4 +887,13 @@ fn timestamps_survive_a_parquet_round_trip() {
         text,
         "at,v\n2011-01-01T10:00:00Z,1\n2011-01-01T11:30:00Z,2\n2011-01-02T00:00:00.250Z,3\n"
     );
+}
+
+/// This crate's directory, read when the test runs: cargo sets `CARGO_MANIFEST_DIR` for test
+/// processes. The compile-time value can name another checkout when a build cache is shared
+/// between clones (cargo does not rebuild a test when only the clone's path changed).
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -14,7 +14,7 @@ const CONFIG: &str = include_str!("../../../examples/bikeshare/kiln.toml");
 const DATA: &[u8] = include_bytes!("../../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+    manifest_dir()
         .join("../kiln-onnx/tests/fixtures")
         .join(name)
 }
@@ -228,4 +228,13 @@ fn bad_onnx_files_and_schemas_are_refused_clearly() {
     // Nothing was registered by any of these.
     let models = p.ok(&["models", "list", "--json"]).json();
     assert_eq!(models.as_array().unwrap().len(), 0);
+}
+
+/// This crate's directory, read when the test runs: cargo sets `CARGO_MANIFEST_DIR` for test
+/// processes. The compile-time value can name another checkout when a build cache is shared
+/// between clones (cargo does not rebuild a test when only the clone's path changed).
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

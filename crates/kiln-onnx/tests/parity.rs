@@ -22,10 +22,7 @@ use std::path::PathBuf;
 use kiln_onnx::{OnnxError, OnnxModel, OnnxOutput};
 
 fn fixture(name: &str) -> PathBuf {
-    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
-        .join("tests")
-        .join("fixtures")
-        .join(name)
+    manifest_dir().join("tests").join("fixtures").join(name)
 }
 
 fn read(name: &str) -> Vec<u8> {
@@ -400,4 +397,13 @@ fn missing_values_follow_the_model() {
     let out = model.predict(1, &[f32::NAN; 8]).expect("NaN row");
     assert_eq!(out.len(), 1);
     assert!(out[0].is_finite());
+}
+
+/// This crate's directory, read when the test runs: cargo sets `CARGO_MANIFEST_DIR` for test
+/// processes. The compile-time value can name another checkout when a build cache is shared
+/// between clones (cargo does not rebuild a test when only the clone's path changed).
+fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }

@@ -16,10 +16,7 @@ async fn the_unmodified_triton_client_works() {
         .post("/v1/models/bikes/predict", &json!({"instances": [row]}))
         .await;
     let expected = native["predictions"][0]["value"].as_f64().unwrap();
-    let script = concat!(
-        env!("CARGO_MANIFEST_DIR"),
-        "/tests/python/tritonclient_check.py"
-    );
+    let script = common::manifest_dir().join("tests/python/tritonclient_check.py");
     let host = server.url.trim_start_matches("http://").to_owned();
     let row_text = row.to_string();
     let out = tokio::task::spawn_blocking(move || {
@@ -53,7 +50,7 @@ async fn schemathesis_finds_no_server_error() {
         api_keys: Vec::new(),
     };
     let server = Running::start(test_config(), creds).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/../../scripts/schemathesis.sh");
+    let script = common::manifest_dir().join("../../scripts/schemathesis.sh");
     let url = server.url.clone();
     let out = tokio::task::spawn_blocking(move || {
         std::process::Command::new("bash")

@@ -14,19 +14,17 @@ use kiln_serve::{Credentials, ServeConfig, Server};
 use kiln_store::{Expect, Store, StoreLocation};
 use serde_json::Value;
 
-pub const BIKES_CSV: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/bikeshare/data/bike-rental-dataset.csv.gz"
-);
-const BIKES_TOML: &str = concat!(
-    env!("CARGO_MANIFEST_DIR"),
-    "/../../examples/bikeshare/kiln.toml"
-);
+pub fn bikes_csv() -> std::path::PathBuf {
+    manifest_dir().join("../../examples/bikeshare/data/bike-rental-dataset.csv.gz")
+}
+fn bikes_toml() -> std::path::PathBuf {
+    manifest_dir().join("../../examples/bikeshare/kiln.toml")
+}
 pub const ADMIN_TOKEN: &str = "admin-token-for-tests-0123456789";
 pub const API_KEY: &str = "api-key-for-tests";
 
 pub fn config() -> Config {
-    Config::load(Path::new(BIKES_TOML)).unwrap()
+    Config::load(&bikes_toml()).unwrap()
 }
 
 /// The template home: bikes@1 and bikes@2 (regressors that predict differently), workday@1
@@ -60,7 +58,7 @@ async fn build_template(home: &Path) {
         &config,
         &scratch,
         &kiln_data::ingest::AddOptions {
-            file: PathBuf::from(BIKES_CSV),
+            file: bikes_csv(),
             dataset: "bikes".into(),
             time_column: None,
             target: None,
@@ -96,7 +94,7 @@ async fn build_template(home: &Path) {
         .await
         .unwrap();
     }
-    let fixtures = Path::new(env!("CARGO_MANIFEST_DIR")).join("../kiln-onnx/tests/fixtures");
+    let fixtures = manifest_dir().join("../kiln-onnx/tests/fixtures");
     let schema_path = fixtures.join("bike_import_schema.json");
     let schema = kiln_train::import::ImportSchema::parse(
         &std::fs::read_to_string(&schema_path).unwrap(),
@@ -264,7 +262,7 @@ impl Running {
 /// The first `n` rows of the bike data as JSON objects of the model's input columns (as text,
 /// exactly as in the file, so the server converts them like an ingest does).
 pub fn bike_rows(n: usize) -> Vec<Value> {
-    let file = std::fs::File::open(BIKES_CSV).unwrap();
+    let file = std::fs::File::open(bikes_csv()).unwrap();
     let mut reader = csv::Reader::from_reader(flate2::read::GzDecoder::new(file));
     let headers = reader.headers().unwrap().clone();
     reader
@@ -312,4 +310,13 @@ pub fn test_python() -> Option<PathBuf> {
         "KILN_TEST_PYTHON (a Python with tritonclient[http] and schemathesis)",
         std::env::var_os("KILN_TEST_PYTHON").map(PathBuf::from),
     )
+}
+
+/// This crate's directory, read when the test runs: cargo sets `CARGO_MANIFEST_DIR` for test
+/// processes. The compile-time value can name another checkout when a build cache is shared
+/// between clones (cargo does not rebuild a test when only the clone's path changed).
+pub fn manifest_dir() -> std::path::PathBuf {
+    std::env::var_os("CARGO_MANIFEST_DIR")
+        .map(std::path::PathBuf::from)
+        .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
 }
