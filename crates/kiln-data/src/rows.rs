@@ -245,4 +245,53 @@ mod tests {
         );
         assert!(errs[0].message.contains("warm"), "{}", errs[0].message);
     }
+
+    /// The categories of `b`'s column `j`, row by row (`None` for null).
+    fn categories(b: &RecordBatch, j: usize) -> Vec<Option<String>> {
+        let dict = b.column(j).as_dictionary::<arrow_array::types::Int32Type>();
+        let values = dict.values().as_string::<i32>();
+        dict.keys()
+            .iter()
+            .map(|k| k.map(|k| values.value(k as usize).to_owned()))
+            .collect()
+    }
+
+    #[test]
+    fn known_categories_give_the_same_rows_with_and_without_unknown_values() {
+        let mut batcher = JsonBatcher::new(schema());
+        batcher.set_known_categories("season", &["winter".into(), "summer".into()]);
+        let known = vec![
+            json!({"temp": 1, "season": "summer", "day": "2012-07-01"}),
+            json!({"temp": 2, "season": null, "day": "2012-07-01"}),
+            json!({"temp": 3, "season": "winter", "day": "2012-07-01"}),
+        ];
+        // An unknown category after known ones and a null: the column falls back to its own
+        // dictionary and keeps every earlier row.
+        let mut mixed = known.clone();
+        mixed.push(json!({"temp": 4, "season": "monsoon", "day": "2012-07-01"}));
+        mixed.push(json!({"temp": 5, "season": "summer", "day": "2012-07-01"}));
+        for rows in [&known, &mixed] {
+            let with = batcher.batch(rows).unwrap();
+            let without = batch_from_json(&schema(), rows).unwrap();
+            assert_eq!(with.schema(), without.schema());
+            assert_eq!(categories(&with, 1), categories(&without, 1));
+            assert_eq!(with.column(0), without.column(0));
+        }
+        assert_eq!(
+            categories(&batcher.batch(&mixed).unwrap(), 1),
+            vec![
+                Some("summer".to_owned()),
+                None,
+                Some("winter".to_owned()),
+                Some("monsoon".to_owned()),
+                Some("summer".to_owned()),
+            ]
+        );
+        // The shared dictionary is the known one: all of it, whatever the rows use.
+        let shared = batcher.batch(&known).unwrap();
+        let dict = shared
+            .column(1)
+            .as_dictionary::<arrow_array::types::Int32Type>();
+        assert_eq!(dict.values().len(), 2);
+    }
 }
