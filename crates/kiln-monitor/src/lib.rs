@@ -61,6 +61,7 @@ mod ks;
 pub mod performance;
 mod stats;
 mod summary;
+mod table;
 
 pub use drift::{
     ColumnDrift, DEFAULT_DRIFT_SHARE, DatasetDrift, DriftMethod, DriftOptions, ScoreKind,
@@ -78,3 +79,4 @@ pub use stats::{
     wasserstein_distance_norm, z_test,
 };
 pub use summary::{CategoricalCounts, ColumnKind, ColumnSummary, NumericCounts};
+pub use table::{ColumnReport, DriftReport, DriftSettings, TableSummary, drift_report};
