@@ -25,7 +25,7 @@ pub enum DataCommand {
     Log(LogArgs),
     /// Show a version: lineage, schema and column profiles
     Show(ShowArgs),
-    /// Compare two versions: schema, row counts, per-column profile changes
+    /// Compare two versions: schema, row counts, per-column profile changes (and drift tests)
     Diff(DiffArgs),
     /// Write a version out as CSV or Parquet
     Export(ExportArgs),
@@ -77,6 +77,12 @@ pub struct DiffArgs {
     pub from: String,
     /// The newer version: NAME@VERSION (or NAME for the latest)
     pub to: String,
+    /// Also test every numeric, categorical and boolean column for drift, reading both
+    /// versions in full: the test Evidently's DataDriftPreset picks for the column (KS,
+    /// chi-squared, Z, normed Wasserstein or Jensen-Shannon), with the same scores and
+    /// verdicts, and the dataset verdict (drifted when half the columns or more drifted)
+    #[arg(long)]
+    pub drift: bool,
     #[arg(long)]
     pub json: bool,
 }
@@ -450,11 +456,100 @@ async fn diff(project: &Project, a: DiffArgs) -> Result<(), CliError> {
     let pa = load_profile(&project.store, &va.profile_id).await?;
     let pb = load_profile(&project.store, &vb.profile_id).await?;
     let d = kiln_data::diff::diff(&va, &pa, &vb, &pb);
+    let drift = if a.drift {
+        let reference = table_summary(project, &va).await?;
+        let current = table_summary(project, &vb).await?;
+        let settings = kiln_monitor::DriftSettings::default();
+        Some(
+            kiln_monitor::drift_report(&reference, &current, &settings)
+                .map_err(|e| CliError::input(format!("drift: {e}")))?,
+        )
+    } else {
+        None
+    };
     if a.json {
-        return print_json(&d);
+        #[derive(Serialize)]
+        struct DiffWithDrift<'a> {
+            #[serde(flatten)]
+            diff: &'a DataDiff,
+            #[serde(skip_serializing_if = "Option::is_none")]
+            drift: Option<&'a kiln_monitor::DriftReport>,
+        }
+        return print_json(&DiffWithDrift {
+            diff: &d,
+            drift: drift.as_ref(),
+        });
     }
     print_diff(&d);
+    if let Some(r) = &drift {
+        print_drift(r);
+    }
     Ok(())
+}
+
+/// The exact per-column summaries of a whole version, batch by batch.
+async fn table_summary(
+    project: &Project,
+    v: &DatasetVersion,
+) -> Result<kiln_monitor::TableSummary, CliError> {
+    let mut summary = kiln_monitor::TableSummary::default();
+    let mut failed = None;
+    kiln_data::snapshot::for_each_batch(&project.store, &project.scratch(), v, |batch| {
+        if failed.is_none() {
+            match kiln_monitor::TableSummary::from_batch(&batch).and_then(|b| summary.merge(&b)) {
+                Ok(merged) => summary = merged,
+                Err(e) => failed = Some(e),
+            }
+        }
+        Ok(())
+    })
+    .await?;
+    match failed {
+        Some(e) => Err(CliError::system(format!(
+            "cannot summarize {}@{}: {e}",
+            v.dataset, v.version
+        ))),
+        None => Ok(summary),
+    }
+}
+
+fn print_drift(r: &kiln_monitor::DriftReport) {
+    let rows: Vec<Vec<String>> = r
+        .columns
+        .iter()
+        .map(|c| match &c.drift {
+            Some(d) => vec![
+                c.name.clone(),
+                d.method.display_name().to_owned(),
+                format!("{:.4}", d.score),
+                format!("{}", d.threshold),
+                if d.drifted { "drift" } else { "-" }.to_owned(),
+            ],
+            None => vec![
+                c.name.clone(),
+                "not tested".to_owned(),
+                c.skipped.clone().unwrap_or_default(),
+                String::new(),
+                String::new(),
+            ],
+        })
+        .collect();
+    println!();
+    print!(
+        "{}",
+        table(&["column", "test", "score", "threshold", "verdict"], &rows)
+    );
+    match &r.dataset {
+        Some(ds) => println!(
+            "  dataset: {} of {} columns drifted ({:.0}%; threshold {:.0}%): {}",
+            ds.drifted_columns,
+            ds.columns,
+            ds.share * 100.0,
+            ds.threshold * 100.0,
+            if ds.drifted { "drift" } else { "no drift" }
+        ),
+        None => println!("  dataset: no column could be tested"),
+    }
 }
 
 fn print_diff(d: &DataDiff) {

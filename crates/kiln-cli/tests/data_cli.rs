@@ -889,6 +889,98 @@ fn timestamps_survive_a_parquet_round_trip() {
     );
 }
 
+/// The bundled bike data, 2011 as one version and 2012 as the next: `kiln data diff --drift`
+/// gives, column for column, the test, score and verdict of Evidently's own DataDriftPreset
+/// report on the same split (kept in kiln-monitor's fixtures, from its generator script).
+#[test]
+fn drift_between_versions_equals_evidentlys_report() {
+    let p = Project::new();
+    let gz = manifest_dir().join("../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
+    let mut text = String::new();
+    std::io::Read::read_to_string(
+        &mut flate2::read::GzDecoder::new(std::fs::File::open(gz).unwrap()),
+        &mut text,
+    )
+    .unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let day = header.split(',').position(|c| c == "dteday").unwrap();
+    for year in ["2011", "2012"] {
+        let mut out = format!("{header}\n");
+        for line in text.lines().skip(1) {
+            if line.split(',').nth(day).unwrap().starts_with(year) {
+                out.push_str(line);
+                out.push('\n');
+            }
+        }
+        std::fs::write(p.path(&format!("{year}.csv")), out).unwrap();
+        p.ok(&[
+            "data",
+            "add",
+            &format!("{year}.csv"),
+            "--dataset",
+            "bikes",
+            "-q",
+        ]);
+    }
+    let d = p
+        .ok(&["data", "diff", "bikes@1", "bikes@2", "--drift", "--json"])
+        .json();
+    let fixtures: Value = serde_json::from_str(
+        &std::fs::read_to_string(
+            manifest_dir().join("../kiln-monitor/tests/fixtures/drift_cases.json"),
+        )
+        .unwrap(),
+    )
+    .unwrap();
+    let evidently = fixtures["reports"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|r| r["name"] == "bike")
+        .unwrap();
+    let ours = d["drift"]["columns"].as_array().unwrap();
+    let mut compared = 0;
+    for e in evidently["columns"].as_array().unwrap() {
+        let name = e["column"].as_str().unwrap();
+        // Kiln leaves the date column out, as Evidently does with datetime columns (it read
+        // this one as text).
+        let Some(k) = ours.iter().find(|c| c["name"] == name) else {
+            assert_eq!(name, "dteday", "Kiln did not test {name}");
+            continue;
+        };
+        let k = &k["drift"];
+        assert_eq!(k["method"], e["method"], "{name}");
+        assert_eq!(k["drifted"], e["drifted"], "{name}");
+        let (a, b) = (k["score"].as_f64().unwrap(), e["score"].as_f64().unwrap());
+        assert!((a - b).abs() <= 1e-6, "{name}: Kiln {a}, Evidently {b}");
+        compared += 1;
+    }
+    assert_eq!(
+        compared,
+        ours.len(),
+        "every column Kiln tested is in Evidently's report"
+    );
+    assert!(compared >= 12, "{compared}");
+    // Kiln's verdict is over the columns it tested; the drifted ones are the same.
+    let drifted = ours
+        .iter()
+        .filter(|c| c["drift"]["drifted"] == true)
+        .count();
+    assert_eq!(
+        drifted, 4,
+        "hum, casual, registered and cnt drift from 2011 to 2012"
+    );
+    assert_eq!(d["drift"]["dataset"]["drifted"], false);
+
+    // And as a table for people.
+    let human = p
+        .ok(&["data", "diff", "bikes@1", "bikes@2", "--drift"])
+        .stdout;
+    assert!(human.contains("Wasserstein distance (normed)"), "{human}");
+    assert!(human.contains("4 of 13 columns drifted"), "{human}");
+}
+
 /// This crate's directory, read when the test runs: cargo sets `CARGO_MANIFEST_DIR` for test
 /// processes. The compile-time value can name another checkout when a build cache is shared
 /// between clones (cargo does not rebuild a test when only the clone's path changed).
