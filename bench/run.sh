@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Kiln benchmarks: Kiln against the Python baselines, measured in the same run.
 #
-#   bench/run.sh [scenario...]        (default: ingest; known: ingest, train, scale, serve)
+#   bench/run.sh [scenario...]        (default: ingest; known: ingest, train, scale, serve, drift)
 #
 # Runs setup.sh (venv with the pinned baselines) and, for ingest,
 # fetch-data.sh (data from the npm registry), then each scenario. A scenario is a shell function
@@ -373,6 +373,61 @@ their scoring: \`predict\` on prepared features (fastest of 3). Kiln: fit = feat
   report scale "$table" "$text" "$versions"
 }
 
+# drift: `kiln data diff --drift` against Evidently's DataDriftTable + DatasetDriftMetric
+# (bench/python/drift_evidently.py) on the bundled bike rows of 2011 and 2012, each resampled
+# to KILN_BENCH_DRIFT_ROWS (default 1,000,000) rows. Both sides must give the same per-column
+# verdicts; the run stops if they do not.
+scenario_drift() {
+  local n=${KILN_BENCH_DRIFT_ROWS:-1000000} csv=$REPO_DIR/examples/bikeshare/data/bike-rental-dataset.csv.gz
+  local dir=$SCRATCH/drift home=$SCRATCH/drift-home i table=$TABLE_HEADER
+  local -a e_s e_kib e_report k_s k_kib
+  mkdir -p "$dir" "$home"
+  log "drift: resampling $n rows of 2011 and of 2012"
+  "$BENCH_PY" "$BENCH_DIR/python/make_drift_data.py" "$csv" "$n" "$dir" || die "could not write the drift data"
+  log "drift: ingesting both into a Kiln home (not timed)"
+  "$KILN" --home "$home" data add "$dir/reference.csv" --dataset bikes -q >"$LOG_DIR/drift-ingest.log" 2>&1 ||
+    die "kiln data add failed (log: $LOG_DIR/drift-ingest.log)"
+  "$KILN" --home "$home" data add "$dir/current.csv" --dataset bikes -q >>"$LOG_DIR/drift-ingest.log" 2>&1 ||
+    die "kiln data add failed (log: $LOG_DIR/drift-ingest.log)"
+  local e_json k_json
+  for ((i = 1; i <= REPEAT; i++)); do
+    log "drift: run $i/$REPEAT evidently"
+    timed "drift-evidently-$i" "$BENCH_PY" "$BENCH_DIR/python/drift_evidently.py" "$dir/reference.csv" "$dir/current.csv"
+    e_s+=("$T_S") e_kib+=("$T_KIB") e_json=$T_OUT
+    e_report+=("$(json_fields "drift_evidently.py" "$T_OUT" seconds)")
+    log "drift: run $i/$REPEAT kiln"
+    timed "drift-kiln-$i" "$KILN" --home "$home" data diff bikes@1 bikes@2 --drift --json
+    k_s+=("$T_S") k_kib+=("$T_KIB") k_json=$T_OUT
+  done
+  local verdicts
+  verdicts=$("$BENCH_PY" - "$e_json" "$k_json" <<'PY'
+import json, sys
+e, k = json.loads(sys.argv[1]), json.loads(sys.argv[2])
+ours = {c["name"]: c["drift"] for c in k["drift"]["columns"] if c["drift"]}
+theirs = e["columns"]
+diff = [n for n in theirs if n not in ours or ours[n]["drifted"] != theirs[n]["drifted"]]
+diff += [n for n in ours if n not in theirs]
+if diff:
+    sys.exit("drift verdicts differ on: " + ", ".join(sorted(diff)))
+drifted = sorted(n for n in ours if ours[n]["drifted"])
+worst = max(abs(ours[n]["score"] - theirs[n]["score"]) for n in ours)
+print(f"{len(ours)} columns, the same verdicts (drifted: {', '.join(drifted) or 'none'}); "
+      f"dataset drift: Evidently {e['dataset_drift']}, Kiln {k['drift']['dataset']['drifted']}; "
+      f"largest score difference {worst:.1e}")
+PY
+) || die "Kiln and Evidently disagree: $verdicts"
+  table+=$'\n'$(row drift "bike 2011 vs 2012, $(thousands "$n") rows each" "$((2 * n))" \
+    "$(median "${e_s[@]}")" "$(median "${k_s[@]}")" "$(median "${e_kib[@]}")" "$(median "${k_kib[@]}")")
+  report drift "$table" "Median of $REPEAT run(s) each, Evidently and Kiln alternating; wall time and peak RSS of the whole process.
+Evidently (\`bench/python/drift_evidently.py\`): pandas reads the two CSV files, then DataDriftTable +
+DatasetDriftMetric over every column but the date; the report alone took $(fmt '%.2f' "$(median "${e_report[@]}")") s
+(speed-up against it: $(fmt '%.1f' "$(median "${e_report[@]}") / $(median "${k_s[@]}")")×).
+Kiln: \`kiln data diff bikes@1 bikes@2 --drift --json\` on the two versions already ingested: reads both
+Parquet snapshots, the profile diff, exact summaries and every column's test.
+Verdicts: $verdicts." "- kiln: $("$KILN" --version 2>/dev/null | head -n1 || true) ($KILN)
+- python: $(py_versions evidently pandas scipy numpy)"
+}
+
 # serve: online prediction over HTTP, one row per request, on loopback.
 # Side by side: the Python service people build today (FastAPI + uvicorn, one
 # worker, a LightGBM model of the bike data: bench/python/serve_fastapi.py),
@@ -701,6 +756,7 @@ fetch=0
 for s in "${scenarios[@]}"; do
   case $s in
     ingest | scale) resolve_kiln; fetch=1 ;;
+    drift) resolve_kiln ;;
     train) resolve_train_bin ;;
     serve)
       # Kiln is optional here: skipped, with the reason, when it cannot serve.
