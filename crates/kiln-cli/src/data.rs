@@ -80,7 +80,8 @@ pub struct DiffArgs {
     /// Also test every numeric, categorical and boolean column for drift, reading both
     /// versions in full: the test Evidently's DataDriftPreset picks for the column (KS,
     /// chi-squared, Z, normed Wasserstein or Jensen-Shannon), with the same scores and
-    /// verdicts, and the dataset verdict (drifted when half the columns or more drifted)
+    /// verdicts, and the dataset verdict (drifted when half the columns or more drifted).
+    /// [monitor.drift] in kiln.toml sets other tests, thresholds and share
     #[arg(long)]
     pub drift: bool,
     #[arg(long)]
@@ -459,7 +460,8 @@ async fn diff(project: &Project, a: DiffArgs) -> Result<(), CliError> {
     let drift = if a.drift {
         let reference = table_summary(project, &va).await?;
         let current = table_summary(project, &vb).await?;
-        let settings = kiln_monitor::DriftSettings::default();
+        let settings = kiln_monitor::drift_settings(&project.config.monitor)
+            .map_err(|e| CliError::input(format!("kiln.toml {e}")))?;
         Some(
             kiln_monitor::drift_report(&reference, &current, &settings)
                 .map_err(|e| CliError::input(format!("drift: {e}")))?,

@@ -979,6 +979,40 @@ fn drift_between_versions_equals_evidentlys_report() {
         .stdout;
     assert!(human.contains("Wasserstein distance (normed)"), "{human}");
     assert!(human.contains("4 of 13 columns drifted"), "{human}");
+
+    // kiln.toml chooses a column's test and threshold, and the dataset's share.
+    let config = p.path("kiln.toml");
+    let mut toml = std::fs::read_to_string(&config).unwrap_or_default();
+    toml.push_str(
+        "\n[monitor.drift]\nshare = 0.25\n[monitor.drift.columns.temp]\nmethod = \"psi\"\nthreshold = 0.001\n",
+    );
+    std::fs::write(&config, &toml).unwrap();
+    let d = p
+        .ok(&["data", "diff", "bikes@1", "bikes@2", "--drift", "--json"])
+        .json();
+    let temp = d["drift"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|c| c["name"] == "temp")
+        .unwrap();
+    assert_eq!(temp["drift"]["method"], "psi");
+    assert_eq!(temp["drift"]["threshold"], 0.001);
+    assert_eq!(temp["drift"]["drifted"], true, "{temp}");
+    assert_eq!(
+        d["drift"]["dataset"]["drifted"], true,
+        "5 of 13 reach a share of 0.25"
+    );
+
+    // A method that does not exist is refused, naming it and the known ones.
+    std::fs::write(&config, toml.replace("\"psi\"", "\"t-test\"")).unwrap();
+    let bad = p.run(&["data", "diff", "bikes@1", "bikes@2", "--drift"]);
+    assert_eq!(bad.code, 2, "{}", bad.stderr);
+    assert!(
+        bad.stderr.contains("t-test") && bad.stderr.contains("wasserstein"),
+        "{}",
+        bad.stderr
+    );
 }
 
 /// This crate's directory, read when the test runs: cargo sets `CARGO_MANIFEST_DIR` for test

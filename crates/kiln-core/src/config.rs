@@ -111,6 +111,18 @@ max_errors_shown = 20
 # api_keys_file = "keys.txt"    # one key per line: prediction routes then need one.
 #                               # Env KILN_API_KEYS (comma-separated) overrides.
 # feedback = "api_key"          # who may POST /v1/feedback: "open" | "api_key" | "admin"
+
+# How drift is tested (`kiln data diff --drift`). Every key is optional; by default each
+# column gets the test Evidently's DataDriftPreset would pick, at that test's threshold.
+# [monitor.drift]
+# share = 0.5                   # the dataset drifts when this share of its columns drifts
+# method = "psi"                # one test for every column: "ks", "chisquare", "z" (p-values:
+#                               # drift below the threshold), "wasserstein", "jensenshannon",
+#                               # "psi" (distances: drift at or above it)
+# threshold = 0.1
+# [monitor.drift.columns.temp]  # one column's own test and threshold
+# method = "ks"
+# threshold = 0.01
 "#;
 
 /// A problem with `kiln.toml`.
@@ -148,6 +160,9 @@ pub struct Config {
     /// `[serve]`: how `kiln serve` serves (read and checked by the serving stage).
     #[serde(default)]
     pub serve: toml::Table,
+    /// `[monitor]`: how drift is tested (read and checked by the monitoring stage).
+    #[serde(default)]
+    pub monitor: toml::Table,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

@@ -58,6 +58,9 @@ pub enum MonitorError {
         "unknown drift method {0:?} (known: ks, chisquare, wasserstein, jensenshannon, psi, z)"
     )]
     UnknownMethod(String),
+    /// A bad `[monitor]` section in kiln.toml.
+    #[error("{0}")]
+    Config(String),
     /// A threshold that is not a finite number.
     #[error("drift threshold {0} is not a finite number")]
     InvalidThreshold(f64),

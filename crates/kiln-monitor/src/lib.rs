@@ -54,6 +54,7 @@
 
 #![warn(missing_docs)]
 
+mod config;
 mod drift;
 mod error;
 mod kolmogorov;
@@ -63,6 +64,7 @@ mod stats;
 mod summary;
 mod table;
 
+pub use config::drift_settings;
 pub use drift::{
     ColumnDrift, DEFAULT_DRIFT_SHARE, DatasetDrift, DriftMethod, DriftOptions, ScoreKind,
     column_drift, dataset_drift, default_method,
