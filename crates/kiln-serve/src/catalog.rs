@@ -16,7 +16,6 @@ use kiln_core::schema::FeatureType;
 use kiln_data::rows::JsonBatcher;
 use kiln_model::artifact::ModelArtifact;
 use kiln_model::features::ColumnTransform;
-
 use kiln_store::{ModelVersion, Store};
 use serde_json::Value;
 
