@@ -84,13 +84,11 @@ impl TableSummary {
         if other.columns.is_empty() && other.rows == 0 {
             return Ok(self.clone());
         }
-        let names = |t: &TableSummary| t.columns.iter().map(|(n, _)| n.clone()).collect();
-        let (mine, theirs): (Vec<String>, Vec<String>) = (names(self), names(other));
-        if mine != theirs {
+        if column_names(self) != column_names(other) {
             return Err(MonitorError::InvalidSummary(format!(
                 "cannot merge summaries of different columns: [{}] and [{}]",
-                mine.join(", "),
-                theirs.join(", ")
+                column_names(self).join(", "),
+                column_names(other).join(", ")
             )));
         }
         let columns = self
@@ -119,6 +117,10 @@ impl TableSummary {
     pub fn column(&self, name: &str) -> Option<&ColumnSummary> {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
+}
+
+fn column_names(t: &TableSummary) -> Vec<&str> {
+    t.columns.iter().map(|(n, _)| n.as_str()).collect()
 }
 
 /// How a drift report tests each column: Evidently's defaults unless configured.

@@ -162,29 +162,19 @@ impl LogWriter {
             let deadline = tokio::time::Instant::now() + flush_every;
             let mut rows = first.rows.len();
             let mut pending = vec![first];
+            let mut due = false;
             loop {
                 // Take what is already queued, up to a batch.
                 while rows < self.config.batch_rows {
-                    match self.rx.try_recv() {
-                        Ok(m) => {
-                            rows += m.rows.len();
-                            pending.push(m);
-                        }
-                        Err(_) => break,
-                    }
+                    let Ok(m) = self.rx.try_recv() else { break };
+                    rows += m.rows.len();
+                    pending.push(m);
                 }
-                if rows >= self.config.batch_rows || stopping || self.rx.is_closed() {
+                if due || rows >= self.config.batch_rows || stopping || self.rx.is_closed() {
                     break;
                 }
                 tokio::select! {
-                    _ = tokio::time::sleep_until(deadline) => {
-                        while rows < self.config.batch_rows {
-                            let Ok(m) = self.rx.try_recv() else { break };
-                            rows += m.rows.len();
-                            pending.push(m);
-                        }
-                        break;
-                    }
+                    _ = tokio::time::sleep_until(deadline) => due = true,
                     _ = self.full.notified() => {}
                     _ = stop.changed(), if !stopping => {
                         stopping = true;
