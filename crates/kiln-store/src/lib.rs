@@ -10,6 +10,7 @@
 //!
 //! [`Store`] opens both from a [`StoreLocation`].
 
+mod alerts;
 mod artifacts;
 mod meta;
 mod predictions;
@@ -18,11 +19,12 @@ mod runs;
 
 use std::path::{Path, PathBuf};
 
+pub use alerts::{Alert, NewAlert};
 pub use artifacts::{ArtifactStore, VerifiedFile};
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
 pub use predictions::{
-    FeedbackOutcome, FeedbackRecord, PredictionQuery, PredictionRecord, StoredFeedback,
-    StoredPrediction,
+    FeedbackOutcome, FeedbackRecord, LabelQuery, LabelledPrediction, PredictionQuery,
+    PredictionRecord, StoredFeedback, StoredPrediction,
 };
 pub use registry::{Alias, AliasMove, Expect, ModelVersion};
 pub use runs::{NewRun, Run, RunResult, RunStatus};

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 4] = [
+const MIGRATIONS: [(i64, &str, &str); 5] = [
     (
         1,
         "datasets",
@@ -35,6 +35,7 @@ const MIGRATIONS: [(i64, &str, &str); 4] = [
         "predictions",
         include_str!("../migrations/0004_predictions.sql"),
     ),
+    (5, "alerts", include_str!("../migrations/0005_alerts.sql")),
 ];
 
 fn migrator() -> Migrator {

@@ -97,6 +97,34 @@ pub struct StoredFeedback {
     pub received_at: i64,
 }
 
+/// A logged prediction joined with a label that came back for it.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelledPrediction {
+    pub prediction_id: i64,
+    pub version: i64,
+    /// The prediction's event time.
+    pub time: i64,
+    /// What the model returned, JSON.
+    pub output: String,
+    /// The observed outcome, a JSON scalar.
+    pub label: String,
+    /// The feedback item's id (ascending in arrival order: a cursor for the next read).
+    pub feedback_id: i64,
+}
+
+/// Which labelled predictions to read.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+pub struct LabelQuery {
+    pub model: String,
+    /// Earliest prediction event time, inclusive.
+    pub from: Option<i64>,
+    /// Latest prediction event time, exclusive.
+    pub to: Option<i64>,
+    /// Only feedback after this id.
+    pub after_feedback: Option<i64>,
+    pub limit: i64,
+}
+
 /// What a feedback batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedbackOutcome {
@@ -218,7 +246,11 @@ fn bind<'t, T: Encode<'t, Any> + Type<Any>>(args: &mut AnyArguments, value: T) -
 /// Reserves `n` ids for `counter`'s table; returns the first. The update locks the counter row
 /// until the transaction ends, which queues concurrent writers on PostgreSQL (SQLite's
 /// `BEGIN IMMEDIATE` already does), so ids are handed out and committed in the same order.
-async fn reserve_ids(tx: &mut Transaction<'static, Any>, counter: &str, n: usize) -> Result<i64> {
+pub(crate) async fn reserve_ids(
+    tx: &mut Transaction<'static, Any>,
+    counter: &str,
+    n: usize,
+) -> Result<i64> {
     let n = n as i64;
     let last: i64 = sqlx::query(
         "UPDATE id_counters SET last_id = last_id + $1 WHERE name = $2 RETURNING last_id",
@@ -451,6 +483,43 @@ impl MetaStore {
             stored,
             matched: matched as u64,
         })
+    }
+
+    /// Predictions of one model joined with their feedback (by request id, or by key and, when
+    /// the feedback gives one, event time), by feedback id ascending. A prediction labelled
+    /// twice comes twice; the later feedback id is the correction.
+    pub async fn labelled_predictions(&self, q: &LabelQuery) -> Result<Vec<LabelledPrediction>> {
+        let rows = sqlx::query(
+            "SELECT p.id, p.version, p.time, p.output, f.label, f.id FROM feedback f \
+             JOIN predictions p ON p.request_id = f.request_id \
+             WHERE f.request_id IS NOT NULL AND f.id > $1 AND p.model = $2 \
+             AND p.time >= $3 AND p.time < $4 \
+             UNION ALL \
+             SELECT p.id, p.version, p.time, p.output, f.label, f.id FROM feedback f \
+             JOIN predictions p ON p.key = f.key AND (f.time IS NULL OR f.time = p.time) \
+             WHERE f.request_id IS NULL AND f.id > $1 AND p.model = $2 \
+             AND p.time >= $3 AND p.time < $4 \
+             ORDER BY 6, 1 LIMIT $5",
+        )
+        .bind(q.after_feedback.unwrap_or(0))
+        .bind(q.model.as_str())
+        .bind(q.from.unwrap_or(i64::MIN))
+        .bind(q.to.unwrap_or(i64::MAX))
+        .bind(q.limit.max(0))
+        .fetch_all(self.pool())
+        .await?;
+        rows.iter()
+            .map(|r| {
+                Ok(LabelledPrediction {
+                    prediction_id: r.try_get(0)?,
+                    version: r.try_get(1)?,
+                    time: r.try_get(2)?,
+                    output: r.try_get(3)?,
+                    label: r.try_get(4)?,
+                    feedback_id: r.try_get(5)?,
+                })
+            })
+            .collect()
     }
 
     /// Stored feedback after `after_id` (from the start when `None`), by id ascending, at most

@@ -8,8 +8,8 @@ use std::str::FromStr;
 use kiln_core::id::ContentId;
 use kiln_core::schema::{Column, FeatureType, Schema};
 use kiln_store::{
-    Expect, FeedbackOutcome, FeedbackRecord, MetaStore, NewRun, NewVersion, PartRef,
-    PredictionQuery, PredictionRecord, RunResult, RunStatus, StoreError, StoredPrediction,
+    Expect, FeedbackOutcome, FeedbackRecord, LabelQuery, MetaStore, NewAlert, NewRun, NewVersion,
+    PartRef, PredictionQuery, PredictionRecord, RunResult, RunStatus, StoreError, StoredPrediction,
 };
 
 fn new_version(dataset: &str, seed: &str) -> NewVersion {
@@ -589,6 +589,123 @@ async fn exercise_all_aliases(store: MetaStore) {
     );
 }
 
+/// Labels join their predictions by request id or by key (and time); alerts keep one firing
+/// episode per model and rule.
+async fn exercise_labels_and_alerts(store: MetaStore) {
+    let model = unique("lab");
+    let run = unique("labrun");
+    // Rows 0..6: request ids req-0 (rows 0-2) and req-1 (rows 3-5); keys on even rows.
+    let rows: Vec<PredictionRecord> = (0..6)
+        .map(|i| prediction(&model, &run, i, 100 + i as i64))
+        .collect();
+    store.append_predictions(&rows).await.unwrap();
+    let fb = |request_id: Option<String>, key: Option<String>, time, label: &str| FeedbackRecord {
+        request_id,
+        key,
+        time,
+        label: label.to_owned(),
+    };
+    store
+        .add_feedback(&[
+            fb(Some(format!("{run}-req-1")), None, None, "7"),
+            fb(None, Some(format!("{run}-key-0")), Some(100), "8"),
+            // The right key at the wrong time joins nothing.
+            fb(None, Some(format!("{run}-key-2")), Some(5), "9"),
+            fb(Some("nobody".into()), None, None, "1"),
+        ])
+        .await
+        .unwrap();
+    let q = |from, after| LabelQuery {
+        model: model.clone(),
+        from,
+        to: None,
+        after_feedback: after,
+        limit: 100,
+    };
+    let all = store.labelled_predictions(&q(None, None)).await.unwrap();
+    let mut joined: Vec<(i64, String)> = all.iter().map(|l| (l.time, l.label.clone())).collect();
+    joined.sort();
+    assert_eq!(
+        joined,
+        [
+            (100, "8".into()),
+            (103, "7".into()),
+            (104, "7".into()),
+            (105, "7".into())
+        ]
+    );
+    assert!(all.windows(2).all(|w| w[0].feedback_id <= w[1].feedback_id));
+    // A time range and a feedback cursor both narrow it.
+    assert_eq!(
+        store
+            .labelled_predictions(&q(Some(101), None))
+            .await
+            .unwrap()
+            .len(),
+        3
+    );
+    let first = all[0].feedback_id;
+    assert!(
+        store
+            .labelled_predictions(&q(None, Some(first)))
+            .await
+            .unwrap()
+            .iter()
+            .all(|l| l.feedback_id > first)
+    );
+
+    let alert = NewAlert {
+        model: model.clone(),
+        version: 1,
+        rule: "data_drift".into(),
+        severity: "warning".into(),
+        value: Some(0.6),
+        threshold: Some(0.5),
+        message: "6 of 10 inputs drifted".into(),
+        window_start: 0,
+        window_end: 10,
+    };
+    let id = store
+        .fire_alert(&alert)
+        .await
+        .unwrap()
+        .expect("a new alert");
+    // Another replica noticing the same breach writes nothing.
+    assert_eq!(store.fire_alert(&alert).await.unwrap(), None);
+    let firing = store.alerts(Some(&model), true, 10).await.unwrap();
+    assert_eq!(firing.len(), 1);
+    assert_eq!((firing[0].id, firing[0].state.as_str()), (id, "firing"));
+    assert_eq!(firing[0].alert, alert);
+    assert_eq!(
+        store.resolve_alert(&model, "data_drift", 20).await.unwrap(),
+        Some(id)
+    );
+    assert_eq!(
+        store.resolve_alert(&model, "data_drift", 30).await.unwrap(),
+        None
+    );
+    assert!(
+        store
+            .alerts(Some(&model), true, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    // It can fire again: a new episode.
+    let again = store
+        .fire_alert(&alert)
+        .await
+        .unwrap()
+        .expect("a second episode");
+    let history = store.alerts(Some(&model), false, 10).await.unwrap();
+    assert_eq!(
+        history.iter().map(|a| a.id).collect::<Vec<_>>(),
+        [again, id]
+    );
+    assert_eq!(history[1].resolved_window_end, Some(20));
+    assert!(history[1].resolved_at.is_some());
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -599,6 +716,7 @@ async fn sqlite_backend() {
     exercise_predictions(MetaStore::connect(&url).await.unwrap()).await;
     exercise_feedback(MetaStore::connect(&url).await.unwrap()).await;
     exercise_all_aliases(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_labels_and_alerts(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -620,6 +738,7 @@ async fn postgres_backend() {
     exercise_predictions(MetaStore::connect(&url).await.unwrap()).await;
     exercise_feedback(MetaStore::connect(&url).await.unwrap()).await;
     exercise_all_aliases(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_labels_and_alerts(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
