@@ -72,6 +72,19 @@ pub struct ModelArtifact {
     /// Profile of the training features and of the validation predictions, for monitoring.
     pub reference: Reference,
     pub lineage: Lineage,
+    /// What monitoring compares live windows with, exact; absent in imported models that had
+    /// no validation data and in artifacts written before it existed.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub monitoring: Option<Monitoring>,
+}
+
+/// The monitoring reference of a model, and the loss model of a regressor.
+#[derive(Serialize, Deserialize)]
+pub struct Monitoring {
+    pub reference: kiln_monitor::ModelReference,
+    /// Regressors: direct loss estimation before labels arrive.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub loss: Option<crate::loss::LossModel>,
 }
 
 /// Predictions for a batch, and what the pipeline noticed on the way.
@@ -214,6 +227,7 @@ mod tests {
                 kiln_version: kiln_core::KILN_VERSION.into(),
                 code_version: None,
             },
+            monitoring: None,
         }
     }
 

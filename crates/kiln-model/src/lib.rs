@@ -15,6 +15,7 @@ pub mod evaluate;
 pub mod features;
 pub mod forest;
 pub mod learner;
+pub mod loss;
 pub mod metrics;
 pub mod split;
 

@@ -60,6 +60,7 @@ mod error;
 mod kolmogorov;
 mod ks;
 pub mod performance;
+mod reference;
 mod stats;
 mod summary;
 mod table;
@@ -76,6 +77,7 @@ pub use performance::{
     Calibrator, EstimatedPerformance, RealizedMetric, accuracy, cbpe, estimated_roc_auc, f1_score,
     mae, rmse, roc_auc,
 };
+pub use reference::{DECISION_THRESHOLD, ModelReference, ReferenceTask, ValidationOutcome};
 pub use stats::{
     ChiSquareTest, ZTest, chisquare, jensenshannon, population_std, psi, wasserstein_distance,
     wasserstein_distance_norm, z_test,

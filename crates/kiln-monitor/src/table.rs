@@ -76,6 +76,12 @@ impl TableSummary {
         })
     }
 
+    /// A table of given column summaries over `rows` rows (a single column's summary tested
+    /// on its own, as prediction and target drift are).
+    pub fn from_columns(rows: u64, columns: Vec<(String, ColumnSummary)>) -> Self {
+        Self { rows, columns }
+    }
+
     /// The summary of both tables' rows together. Both must summarize the same columns.
     pub fn merge(&self, other: &TableSummary) -> Result<TableSummary> {
         if self.columns.is_empty() && self.rows == 0 {
@@ -117,6 +123,34 @@ impl TableSummary {
     pub fn column(&self, name: &str) -> Option<&ColumnSummary> {
         self.columns.iter().find(|(n, _)| n == name).map(|(_, s)| s)
     }
+
+    /// Keeps only the columns `keep` accepts (a model's inputs out of a whole table).
+    pub fn retain(&mut self, mut keep: impl FnMut(&str) -> bool) {
+        self.columns.retain(|(name, _)| keep(name));
+    }
+
+    /// Removes one column and returns its summary.
+    pub fn take_column(&mut self, name: &str) -> Option<ColumnSummary> {
+        let at = self.columns.iter().position(|(n, _)| n == name)?;
+        Some(self.columns.remove(at).1)
+    }
+}
+
+/// Share of the current finite values outside the reference's range of finite values.
+fn out_of_range_rate(reference: &NumericCounts, current: &NumericCounts) -> Option<f64> {
+    let (lo, hi) = (*reference.values().first()?, *reference.values().last()?);
+    let total = current.finite_count();
+    if total == 0 {
+        return None;
+    }
+    let outside: u64 = current
+        .values()
+        .iter()
+        .zip(current.counts())
+        .filter(|(v, _)| **v < lo || **v > hi)
+        .map(|(_, c)| *c)
+        .sum();
+    Some(outside as f64 / total as f64)
 }
 
 fn column_names(t: &TableSummary) -> Vec<&str> {
@@ -160,6 +194,9 @@ pub struct ColumnReport {
     /// Categorical columns: share of the current labelled rows whose label the reference
     /// never had.
     pub new_category_rate: Option<f64>,
+    /// Numeric columns: share of the current finite values below the reference's smallest or
+    /// above its largest.
+    pub out_of_range_rate: Option<f64>,
 }
 
 /// Every monitored column's drift between a reference and a current table, and the dataset
@@ -196,6 +233,7 @@ pub fn drift_report(
             reference_missing_rate: r.missing_rate().ok(),
             current_missing_rate: None,
             new_category_rate: None,
+            out_of_range_rate: None,
         };
         let Some(c) = current.column(name) else {
             report.skipped = Some("the current table has no such column".into());
@@ -203,8 +241,14 @@ pub fn drift_report(
             continue;
         };
         report.current_missing_rate = c.missing_rate().ok();
-        if let (ColumnSummary::Categorical(r), ColumnSummary::Categorical(c)) = (r, c) {
-            report.new_category_rate = c.new_category_rate(r).ok();
+        match (r, c) {
+            (ColumnSummary::Categorical(r), ColumnSummary::Categorical(c)) => {
+                report.new_category_rate = c.new_category_rate(r).ok();
+            }
+            (ColumnSummary::Numeric(r), ColumnSummary::Numeric(c)) => {
+                report.out_of_range_rate = out_of_range_rate(r, c);
+            }
+            _ => {}
         }
         match column_drift(r, c, options) {
             Ok(d) => report.drift = Some(d),

@@ -23,14 +23,16 @@ use kiln_core::table::arrow_schema;
 use kiln_core::value::{format_days, format_timestamp, parse_date, parse_timestamp};
 use kiln_data::DatasetRef;
 use kiln_data::snapshot::{for_each_batch, resolve};
-use kiln_model::artifact::{FORMAT_VERSION, Lineage, ModelArtifact, Reference};
+use kiln_model::artifact::{FORMAT_VERSION, Lineage, ModelArtifact, Monitoring, Reference};
 use kiln_model::evaluate::{
     self, CrossValidation, DataSummary, Evaluation, MIN_SLICE_ROWS, MetricSet, TargetSummary,
 };
-use kiln_model::features::{Family, FeaturePipeline, FitOptions};
+use kiln_model::features::{ColumnTransform, Family, FeaturePipeline, FitOptions, Transformed};
 use kiln_model::learner::{Fitted, Predictions, Task};
+use kiln_model::loss::LossModel;
 use kiln_model::metrics::calibration_curve;
 use kiln_model::split::{Split, kfold, stratified_split, time_split, time_split_at};
+use kiln_monitor::{ModelReference, TableSummary, ValidationOutcome};
 use kiln_store::{DatasetVersion, ModelVersion, NewRun, RunResult, Store};
 use serde::Serialize;
 
@@ -436,6 +438,7 @@ impl Job<'_> {
             baseline: fitted.baseline,
             evaluation: fitted.evaluation.clone(),
             reference: fitted.reference,
+            monitoring: fitted.monitoring,
             lineage: Lineage {
                 dataset: self.version.dataset.clone(),
                 dataset_version: self.version.version,
@@ -518,6 +521,7 @@ struct FitResult {
     baseline: Fitted,
     evaluation: Evaluation,
     reference: Reference,
+    monitoring: Option<Monitoring>,
     timings: BTreeMap<String, f64>,
 }
 
@@ -896,6 +900,25 @@ impl Prepared {
         profiler.push(&train_batch);
         let prediction_profile = prediction_profile(&p_model, &classes);
         timings.insert("evaluate".to_owned(), secs(t));
+        let t = Instant::now();
+        let monitoring = match monitoring_reference(
+            &pipeline,
+            &train_batch,
+            &self.target,
+            &classes,
+            (&x_valid, &p_model, &y_valid),
+            spec.seed,
+        ) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                limitations.push(format!(
+                    "no monitoring reference could be built ({e}): drift and performance \
+                     estimation will not run for this model"
+                ));
+                None
+            }
+        };
+        timings.insert("monitoring_reference".to_owned(), secs(t));
 
         let inputs = Schema::new(
             pipeline
@@ -945,6 +968,7 @@ impl Prepared {
                 features: profiler.finish(),
                 predictions: prediction_profile,
             },
+            monitoring,
             timings,
         })
     }
@@ -1058,6 +1082,58 @@ impl Prepared {
         }
         out
     }
+}
+
+/// The exact reference monitoring compares live windows with: the model's inputs and the
+/// target on the training rows, its predictions and metrics on the validation rows, and (for
+/// regressors) the loss model that estimates its error before labels arrive.
+fn monitoring_reference(
+    pipeline: &FeaturePipeline,
+    train: &RecordBatch,
+    target: &str,
+    classes: &[String],
+    (x_valid, predicted, y_valid): (&Transformed, &Predictions, &[f64]),
+    seed: u64,
+) -> std::result::Result<Monitoring, String> {
+    let mut features = TableSummary::from_batch(train).map_err(|e| e.to_string())?;
+    let target_summary = features
+        .take_column(target)
+        .ok_or_else(|| format!("the target `{target}` is neither numeric nor categorical"))?;
+    features.retain(|name| {
+        pipeline
+            .columns
+            .iter()
+            .any(|c| c.name == name && !matches!(c.transform, ColumnTransform::Dropped { .. }))
+    });
+    let label = |k: usize| classes.get(k).map(String::as_str).unwrap_or("?");
+    let (reference, loss) = match predicted {
+        Predictions::Values(v) => {
+            let outcome = ValidationOutcome::Regression {
+                predicted: v,
+                actual: y_valid,
+            };
+            let reference = ModelReference::build(features, target_summary, outcome)
+                .map_err(|e| e.to_string())?;
+            let loss = LossModel::fit(x_valid, v, y_valid, seed).map_err(|e| e.to_string())?;
+            (reference, Some(loss))
+        }
+        Predictions::Probabilities { classes: k, data } => {
+            let best = predicted.classes().unwrap_or_default();
+            let predicted: Vec<&str> = best.iter().map(|c| label(*c)).collect();
+            let actual: Vec<&str> = y_valid.iter().map(|y| label(*y as usize)).collect();
+            let scores: Vec<f64> = data.chunks(*k).map(|r| r[r.len() - 1]).collect();
+            let binary = (*k == 2).then(|| (label(1), scores.as_slice()));
+            let outcome = ValidationOutcome::Classes {
+                predicted: &predicted,
+                actual: &actual,
+                binary,
+            };
+            let reference = ModelReference::build(features, target_summary, outcome)
+                .map_err(|e| e.to_string())?;
+            (reference, None)
+        }
+    };
+    Ok(Monitoring { reference, loss })
 }
 
 /// The profile of predictions: the values (regression) or the predicted classes.
