@@ -515,7 +515,7 @@ async fn table_summary(
     }
 }
 
-fn print_drift(r: &kiln_monitor::DriftReport) {
+pub(crate) fn print_drift(r: &kiln_monitor::DriftReport) {
     let rows: Vec<Vec<String>> = r
         .columns
         .iter()

@@ -9,6 +9,7 @@ mod context;
 mod data;
 mod init;
 mod models;
+mod monitor;
 mod output;
 mod quickstart;
 mod serve;
@@ -87,8 +88,15 @@ enum Command {
     Models(models::ModelsCommand),
     /// Score a CSV or Parquet file with a registered model (validated like an ingest)
     Predict(models::PredictArgs),
-    /// Serve models over HTTP: JSON API, Open Inference Protocol v2, feedback, metrics
+    /// Serve models over HTTP: JSON API, Open Inference Protocol v2, feedback, metrics, live
+    /// monitoring and its dashboard
     Serve(serve::ServeArgs),
+    /// Monitor a stored range of the prediction log: drift, realized and estimated
+    /// performance, alert rules, per window; `kiln monitor report` writes it as HTML or JSON
+    Monitor(monitor::MonitorArgs),
+    /// Alerts recorded by the server's monitoring
+    #[command(subcommand)]
+    Alerts(monitor::AlertsCommand),
     /// Run the reference example end to end in a fresh home (bike-rental demand)
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -127,6 +135,8 @@ fn main() -> ExitCode {
             Command::Models(cmd) => models::run(&cli.global, cmd).await,
             Command::Predict(args) => models::predict(&cli.global, args).await,
             Command::Serve(args) => serve::run(&cli.global, args).await,
+            Command::Monitor(args) => monitor::run(&cli.global, args).await,
+            Command::Alerts(cmd) => monitor::alerts(&cli.global, cmd).await,
             Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
         }
     });

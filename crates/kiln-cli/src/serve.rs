@@ -74,6 +74,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
     return_freed_memory_promptly();
     let project = context::open(global).await?;
     let mut config = ServeConfig::from_table(&project.config.serve).map_err(serve_error)?;
+    config.monitor = kiln_watch::rules::MonitorConfig::from_table(&project.config.monitor)
+        .map_err(|e| CliError::input(format!("kiln.toml {e}")))?;
     if let Some(addr) = args.addr {
         config.addr = addr;
     }

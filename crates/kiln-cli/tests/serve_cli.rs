@@ -4,8 +4,6 @@
 
 mod common;
 
-use std::io::{BufRead, BufReader};
-use std::process::{Child, Stdio};
 use std::time::{Duration, Instant};
 
 use common::*;
@@ -32,52 +30,6 @@ fn served_project(extra_config: &str) -> Project {
         "test",
     ]);
     p
-}
-
-struct Serving {
-    child: Child,
-    url: String,
-    /// Every line the server wrote on stderr so far.
-    stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
-}
-
-impl Drop for Serving {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-fn serve(p: &Project) -> Serving {
-    let mut child = p
-        .command()
-        .args(["serve", "--addr", "127.0.0.1:0"])
-        .stderr(Stdio::piped())
-        .stdout(Stdio::null())
-        .spawn()
-        .unwrap();
-    let stderr = child.stderr.take().unwrap();
-    let (tx, rx) = std::sync::mpsc::channel();
-    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
-    let seen = lines.clone();
-    std::thread::spawn(move || {
-        for line in BufReader::new(stderr).lines() {
-            let Ok(line) = line else { break };
-            seen.lock().unwrap().push(line.clone());
-            if let Some(url) = line.strip_prefix("kiln serve: listening on ") {
-                let _ = tx.send(url.trim().to_owned());
-            }
-            assert!(!line.contains("panicked"), "{line}");
-        }
-    });
-    let url = rx
-        .recv_timeout(Duration::from_secs(60))
-        .expect("kiln serve did not start");
-    Serving {
-        child,
-        url,
-        stderr: lines,
-    }
 }
 
 fn row() -> Value {

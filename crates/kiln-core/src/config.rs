@@ -112,8 +112,35 @@ max_errors_shown = 20
 #                               # Env KILN_API_KEYS (comma-separated) overrides.
 # feedback = "api_key"          # who may POST /v1/feedback: "open" | "api_key" | "admin"
 
-# How drift is tested (`kiln data diff --drift`). Every key is optional; by default each
-# column gets the test Evidently's DataDriftPreset would pick, at that test's threshold.
+# Monitoring: `kiln serve` watches every served model live (it needs the prediction log);
+# `kiln monitor` does the same over any stored range. Each window of predictions is compared
+# with the model's reference (its training inputs, validation predictions and metrics).
+# [monitor]
+# live = true                   # monitor inside kiln serve
+# window = "1h"                 # live windows of event time (30m, 1h, 1d, 7d) ...
+# window_rows = 10000           # ... or of this many predictions (not both)
+# interval = "10s"              # how often the current window is evaluated and judged
+# history = 48                  # closed windows kept for the dashboard and late labels
+# webhook = "http://alerts.internal/kiln"  # alert transitions POSTed as JSON (http only)
+#
+# Alert rules. Without any, four apply: data_drift (drift_share), prediction_drift,
+# realized_performance (critical) and estimated_performance, on MAE or accuracy, factor 1.5.
+# [[monitor.alerts]]
+# name = "temperature"          # unique; what `kiln alerts list` and /metrics show
+# when = "feature_drift"        # drift_share | feature_drift | prediction_drift |
+#                               # target_drift | realized | estimated | missing_rate |
+#                               # out_of_range_rate | error_rate | latency_p99_ms
+# feature = "temp"              # feature_drift; missing_rate / out_of_range_rate (else any)
+# metric = "mae"                # realized / estimated: mae, rmse, accuracy, f1, roc_auc
+# factor = 1.5                  # realized / estimated: worse than the reference by this
+#                               # factor (rates: their shortfall from 1)
+# threshold = 0.05              # drift_share, the rates (shares) and latency_p99_ms (ms)
+# severity = "warning"          # info | warning | critical
+# min_rows = 100                # rows a window needs before it is judged (labelled rows
+#                               # for realized and target_drift)
+#
+# How drift is tested (here, in `kiln data diff --drift` and in monitoring). Every key is
+# optional; by default each column gets the test Evidently's DataDriftPreset would pick.
 # [monitor.drift]
 # share = 0.5                   # the dataset drifts when this share of its columns drifts
 # method = "psi"                # one test for every column: "ks", "chisquare", "z" (p-values:

@@ -37,6 +37,9 @@ pub struct ServeConfig {
     pub access_log_json: bool,
     pub log: PredictionLogConfig,
     pub auth: AuthConfig,
+    /// `[monitor]` (read from its own section, not from `[serve]`): live windows and alerts.
+    #[serde(skip)]
+    pub monitor: kiln_watch::rules::MonitorConfig,
 }
 
 impl Default for ServeConfig {
@@ -58,6 +61,7 @@ impl Default for ServeConfig {
             access_log_json: false,
             log: PredictionLogConfig::default(),
             auth: AuthConfig::default(),
+            monitor: kiln_watch::rules::MonitorConfig::default(),
         }
     }
 }

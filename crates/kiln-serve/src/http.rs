@@ -16,7 +16,7 @@ use axum::routing::{get, post};
 use serde::de::DeserializeOwned;
 
 use crate::error::ApiError;
-use crate::{AppState, admin, auth, native, openapi, v2};
+use crate::{AppState, admin, auth, dashboard, native, openapi, v2};
 
 /// The id of the request being served (client-supplied `x-request-id`, or generated).
 #[derive(Clone, Debug)]
@@ -77,6 +77,8 @@ pub fn row_id(id: &str, i: usize, n: usize) -> String {
 pub fn router(state: Arc<AppState>) -> Router {
     let predict = Router::new()
         .route("/v1/models", get(native::list_models))
+        .route("/", get(dashboard::page))
+        .route("/v1/monitor", get(dashboard::monitor))
         .route("/v1/models/{name}/predict", post(native::predict))
         .route("/v2/models/{name}", get(v2::model_metadata))
         .route("/v2/models/{name}/ready", get(v2::model_ready))

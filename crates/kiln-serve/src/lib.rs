@@ -15,9 +15,11 @@ pub mod admin;
 pub mod auth;
 pub mod catalog;
 pub mod config;
+pub mod dashboard;
 pub mod door;
 pub mod error;
 pub mod http;
+pub mod live;
 pub mod metrics;
 pub mod native;
 pub mod openapi;
@@ -45,6 +47,8 @@ pub struct AppState {
     pub follower: Arc<Follower>,
     pub metrics: Arc<Metrics>,
     pub log: Option<PredictionLog>,
+    /// Live monitoring of the logged predictions (on when the log is).
+    pub live: Option<Arc<live::LiveMonitor>>,
     pub access: Option<Arc<access::AccessLog>>,
     pub ids: http::RequestIds,
 }
@@ -76,8 +80,18 @@ impl Server {
         for failed in &report.failed {
             tracing::error!("model not loaded: {failed}");
         }
+        let live = (config.log.enabled && config.monitor.live).then(|| {
+            Arc::new(live::LiveMonitor::new(
+                config.monitor.clone(),
+                store.clone(),
+                follower.clone(),
+                metrics.clone(),
+            ))
+        });
         let (log, writer) = if config.log.enabled {
-            let (log, writer) = plog::prediction_log(store.clone(), &config.log, metrics.clone());
+            let (log, mut writer) =
+                plog::prediction_log(store.clone(), &config.log, metrics.clone());
+            writer.live = live.clone();
             (Some(log), Some(writer))
         } else {
             (None, None)
@@ -102,6 +116,7 @@ impl Server {
             follower,
             metrics,
             log,
+            live,
             access,
             ids: http::RequestIds::new(),
         });
@@ -144,6 +159,13 @@ impl Server {
                 .follow(self.state.config.poll_interval(), stop_rx.clone()),
         );
         let writer = self.writer.map(|w| tokio::spawn(w.run(stop_rx.clone())));
+        // The monitor stops after the writer has flushed, so its last tick sees every row.
+        let (live_stop_tx, live_stop_rx) = watch::channel(false);
+        let live = self
+            .state
+            .live
+            .clone()
+            .map(|l| tokio::spawn(l.run(live_stop_rx)));
         let access = self
             .state
             .access
@@ -160,6 +182,10 @@ impl Server {
         let _ = follower.await;
         if let Some(w) = writer {
             let _ = w.await;
+        }
+        let _ = live_stop_tx.send(true);
+        if let Some(l) = live {
+            let _ = l.await;
         }
         if let Some(a) = access {
             let _ = a.await;

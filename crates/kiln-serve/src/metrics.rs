@@ -5,7 +5,7 @@
 //! versions come from the registry, fields from model schemas.
 
 use prometheus::{
-    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Encoder, GaugeVec, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
@@ -26,6 +26,121 @@ pub struct Metrics {
     pub model_loads: IntCounterVec,
     pub model_info: IntGaugeVec,
     pub auth_failures: IntCounterVec,
+    pub monitor: MonitorMetrics,
+}
+
+/// The live monitoring window's figures, updated at each evaluation (see [`crate::live`]).
+pub struct MonitorMetrics {
+    pub window_rows: IntGaugeVec,
+    pub drift_score: GaugeVec,
+    pub drift_detected: IntGaugeVec,
+    pub drift_share: GaugeVec,
+    pub dataset_drift: IntGaugeVec,
+    pub missing_rate: GaugeVec,
+    pub prediction_drift_score: GaugeVec,
+    pub prediction_drift_detected: IntGaugeVec,
+    pub realized: GaugeVec,
+    pub labelled_rows: IntGaugeVec,
+    pub estimated: GaugeVec,
+    pub reference: GaugeVec,
+    pub alerts_firing: IntGaugeVec,
+    pub alert_transitions: IntCounterVec,
+}
+
+impl MonitorMetrics {
+    fn new(r: &Registry) -> Result<Self, prometheus::Error> {
+        let gauge =
+            |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
+                Ok(register(r, GaugeVec::new(Opts::new(name, help), labels)?))
+            };
+        let int_gauge =
+            |name: &str, help: &str, labels: &[&str]| -> Result<IntGaugeVec, prometheus::Error> {
+                Ok(register(
+                    r,
+                    IntGaugeVec::new(Opts::new(name, help), labels)?,
+                ))
+            };
+        let mv = ["model", "version"];
+        let mvf = ["model", "version", "feature"];
+        let mvm = ["model", "version", "metric"];
+        Ok(Self {
+            window_rows: int_gauge(
+                "kiln_monitor_window_rows",
+                "Predictions in the current monitoring window.",
+                &mv,
+            )?,
+            drift_score: gauge(
+                "kiln_drift_score",
+                "Each input's drift test value (p-value or distance) in the current window.",
+                &["model", "version", "feature", "method"],
+            )?,
+            drift_detected: int_gauge(
+                "kiln_drift_detected",
+                "1 when the input drifted in the current window.",
+                &mvf,
+            )?,
+            drift_share: gauge(
+                "kiln_drift_share",
+                "Share of drifted inputs in the current window.",
+                &mv,
+            )?,
+            dataset_drift: int_gauge(
+                "kiln_dataset_drift",
+                "1 when the share of drifted inputs reaches the threshold.",
+                &mv,
+            )?,
+            missing_rate: gauge(
+                "kiln_missing_rate",
+                "Share of missing values per input in the current window.",
+                &mvf,
+            )?,
+            prediction_drift_score: gauge(
+                "kiln_prediction_drift_score",
+                "Drift test value of the predictions against the validation predictions.",
+                &["model", "version", "method"],
+            )?,
+            prediction_drift_detected: int_gauge(
+                "kiln_prediction_drift_detected",
+                "1 when the predictions drifted.",
+                &mv,
+            )?,
+            realized: gauge(
+                "kiln_performance_realized",
+                "Realized metric on the labelled rows of the current window.",
+                &mvm,
+            )?,
+            labelled_rows: int_gauge(
+                "kiln_performance_labelled_rows",
+                "Labelled predictions in the current window.",
+                &mv,
+            )?,
+            estimated: gauge(
+                "kiln_performance_estimated",
+                "Estimated metric (CBPE or direct loss estimation) of the current window.",
+                &mvm,
+            )?,
+            reference: gauge(
+                "kiln_performance_reference",
+                "The metric on the validation rows at training.",
+                &mvm,
+            )?,
+            alerts_firing: int_gauge(
+                "kiln_alerts_firing",
+                "1 while a monitoring alert rule fires.",
+                &["model", "rule", "severity"],
+            )?,
+            alert_transitions: register(
+                r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kiln_alert_transitions_total",
+                        "Monitoring alerts fired and resolved.",
+                    ),
+                    &["model", "rule", "state"],
+                )?,
+            ),
+        })
+    }
 }
 
 fn register<T: prometheus::core::Collector + Clone + 'static>(r: &Registry, m: T) -> T {
@@ -173,8 +288,18 @@ impl Metrics {
                     &["scope"],
                 )?,
             ),
+            monitor: MonitorMetrics::new(&r)?,
             registry: r,
         })
+    }
+
+    /// The request counters, as the registry reports them (for the live error rate).
+    pub fn gather_requests(&self) -> Vec<prometheus::proto::MetricFamily> {
+        self.registry
+            .gather()
+            .into_iter()
+            .filter(|f| f.name() == "kiln_http_requests_total")
+            .collect()
     }
 
     /// The text exposition of every metric.

@@ -330,7 +330,7 @@ pub async fn predict(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let started = Instant::now();
-    let time = kiln_core::now_micros();
+    let time = event_time(&headers)?;
     let Path(name) = name.map_err(path_error)?;
     let sel = selection(query)?;
     let request: PredictRequest = json_body(&headers, body)?;
@@ -559,6 +559,29 @@ pub async fn feedback(
         stored: outcome.stored,
         matched: outcome.matched,
     }))
+}
+
+/// The header that carries a request's event time, for traffic replayed in simulated time.
+pub const EVENT_TIME_HEADER: &str = "x-kiln-event-time";
+
+/// The time the log records for a request: the `x-kiln-event-time` header when present (a
+/// replay's simulated clock, which monitoring windows follow), else the server's clock.
+pub fn event_time(headers: &HeaderMap) -> Result<i64, ApiError> {
+    let Some(v) = headers.get(EVENT_TIME_HEADER) else {
+        return Ok(kiln_core::now_micros());
+    };
+    v.to_str()
+        .ok()
+        .and_then(|s| parse_time(s.trim()))
+        .ok_or_else(|| {
+            ApiError::bad_request(
+                "invalid_event_time",
+                format!(
+                    "the {EVENT_TIME_HEADER} header is not a date or time (YYYY-MM-DD or YYYY-MM-DD HH:MM:SS, UTC)"
+                ),
+            )
+            .field(EVENT_TIME_HEADER)
+        })
 }
 
 fn parse_time(s: &str) -> Option<i64> {

@@ -66,6 +66,8 @@ pub struct LogWriter {
     store: Store,
     config: PredictionLogConfig,
     metrics: Arc<Metrics>,
+    /// Live monitoring, fed every batch once it is written.
+    pub live: Option<Arc<crate::live::LiveMonitor>>,
 }
 
 /// Makes the two ends of the log.
@@ -98,6 +100,7 @@ pub fn prediction_log(
             store,
             config: config.clone(),
             metrics,
+            live: None,
         },
     )
 }
@@ -195,12 +198,14 @@ impl LogWriter {
             .sum();
         let records = to_records(pending);
         let mut attempt = 0u32;
+        let mut written = false;
         loop {
             let timer = self.metrics.log_flush_seconds.start_timer();
             match self.store.meta.append_predictions(&records).await {
                 Ok(n) => {
                     timer.observe_duration();
                     self.metrics.log_written.inc_by(n);
+                    written = true;
                     break;
                 }
                 Err(e) => {
@@ -222,6 +227,11 @@ impl LogWriter {
         }
         self.metrics.log_queue_rows.sub(permits as i64);
         self.permits.add_permits(permits);
+        if let Some(live) = &self.live
+            && written
+        {
+            live.observe(&records);
+        }
     }
 
     fn permits_capacity(&self) -> usize {

@@ -4,8 +4,10 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeSet;
+use std::io::{BufRead, BufReader};
 use std::path::PathBuf;
-use std::process::{Command, Output};
+use std::process::{Child, Command, Output, Stdio};
+use std::time::Duration;
 
 use serde_json::Value;
 
@@ -117,4 +119,73 @@ pub fn expect_input_error(r: &Run, needle: &str) {
         "stderr does not mention `{needle}`:\n{}",
         r.stderr
     );
+}
+
+/// A running `kiln serve`, killed when dropped.
+pub struct Serving {
+    pub child: Child,
+    pub url: String,
+    /// Every line the server wrote on stderr so far.
+    pub stderr: std::sync::Arc<std::sync::Mutex<Vec<String>>>,
+}
+
+impl Drop for Serving {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Starts `kiln serve` on a free loopback port and waits until it listens.
+pub fn serve(p: &Project) -> Serving {
+    let mut child = p
+        .command()
+        .args(["serve", "--addr", "127.0.0.1:0"])
+        .stderr(Stdio::piped())
+        .stdout(Stdio::null())
+        .spawn()
+        .unwrap();
+    let stderr = child.stderr.take().unwrap();
+    let (tx, rx) = std::sync::mpsc::channel();
+    let lines = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = lines.clone();
+    std::thread::spawn(move || {
+        for line in BufReader::new(stderr).lines() {
+            let Ok(line) = line else { break };
+            seen.lock().unwrap().push(line.clone());
+            if let Some(url) = line.strip_prefix("kiln serve: listening on ") {
+                let _ = tx.send(url.trim().to_owned());
+            }
+            assert!(!line.contains("panicked"), "{line}");
+        }
+    });
+    let url = rx
+        .recv_timeout(Duration::from_secs(60))
+        .expect("kiln serve did not start");
+    Serving {
+        child,
+        url,
+        stderr: lines,
+    }
+}
+
+/// A program on the PATH.
+pub fn which(name: &str) -> Option<PathBuf> {
+    std::env::var_os("PATH").and_then(|paths| {
+        std::env::split_paths(&paths)
+            .map(|p| p.join(name))
+            .find(|p| p.is_file())
+    })
+}
+
+/// `found`, or a skip notice; under CI (`CI` set) a missing tool fails the test instead.
+pub fn tool_or_skip(name: &str, found: Option<PathBuf>) -> Option<PathBuf> {
+    if found.is_none() {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide {name} (see .ci/run)"
+        );
+        eprintln!("skipped: {name} is not available (.ci/run installs it)");
+    }
+    found
 }

@@ -1,0 +1,407 @@
+//! Monitoring end to end: a model trained on 2011's bike rentals serves 2012's hours, replayed
+//! in simulated time (each day's hours in one request carrying the day as its event time, the
+//! counts sent back as feedback). 2012 drifted (more riders, a different season mix), so the
+//! server's live monitoring must fire the drift and performance alerts, record them, publish
+//! them as metrics and show them on the dashboard (checked in headless Chromium); and
+//! `kiln monitor report` over the stored log must show why.
+
+mod common;
+
+use std::io::Read;
+use std::time::{Duration, Instant};
+
+use common::*;
+use serde_json::{Map, Value, json};
+
+const CONFIG: &str = include_str!("../../../examples/bikeshare/kiln.toml");
+const DATA: &[u8] = include_bytes!("../../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
+
+/// One JSON row of the bike data.
+type Row = Map<String, Value>;
+
+/// The bundled rows split by year: 2011 as CSV text, 2012 as (day, rows) in time order.
+fn years() -> (String, Vec<(String, Vec<Row>)>) {
+    let mut text = String::new();
+    flate2::read::GzDecoder::new(DATA)
+        .read_to_string(&mut text)
+        .unwrap();
+    let mut lines = text.lines();
+    let header = lines.next().unwrap().to_owned();
+    let mut y2011 = format!("{header}\n");
+    let mut y2012: std::collections::BTreeMap<String, Vec<(u32, Row)>> = Default::default();
+    let names: Vec<&str> = header.split(',').collect();
+    let mut reader = csv::Reader::from_reader(text.as_bytes());
+    for (line, rec) in text.lines().skip(1).zip(reader.records()) {
+        let rec = rec.unwrap();
+        if rec[0] < *"2012" {
+            y2011.push_str(line);
+            y2011.push('\n');
+            continue;
+        }
+        let mut row = Map::new();
+        for (name, value) in names.iter().zip(rec.iter()) {
+            let v = match *name {
+                _ if value.is_empty() => Value::Null,
+                "temp" | "atemp" | "hum" | "windspeed" | "casual" | "registered" | "cnt" => {
+                    json!(value.parse::<f64>().unwrap())
+                }
+                _ => json!(value),
+            };
+            row.insert((*name).to_owned(), v);
+        }
+        let hour = rec[2]
+            .trim_end_matches(['a', 'p', 'm'])
+            .parse::<u32>()
+            .unwrap()
+            % 12
+            + if rec[2].ends_with("pm") { 12 } else { 0 };
+        y2012
+            .entry(rec[0].to_owned())
+            .or_default()
+            .push((hour, row));
+    }
+    let days = y2012
+        .into_iter()
+        .map(|(day, mut rows)| {
+            rows.sort_by_key(|(h, _)| *h);
+            (day, rows.into_iter().map(|(_, r)| r).collect())
+        })
+        .collect();
+    (y2011, days)
+}
+
+/// Two JSON documents equal up to float rounding (relative 1e-9).
+fn assert_close(a: &Value, b: &Value, at: &str) {
+    match (a, b) {
+        (Value::Number(x), Value::Number(y)) => {
+            let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+            assert!((x - y).abs() <= 1e-9 * x.abs().max(1.0), "{at}: {x} vs {y}");
+        }
+        (Value::Array(x), Value::Array(y)) => {
+            assert_eq!(x.len(), y.len(), "{at}");
+            for (i, (x, y)) in x.iter().zip(y).enumerate() {
+                assert_close(x, y, &format!("{at}[{i}]"));
+            }
+        }
+        (Value::Object(x), Value::Object(y)) => {
+            assert_eq!(
+                x.keys().collect::<Vec<_>>(),
+                y.keys().collect::<Vec<_>>(),
+                "{at}"
+            );
+            for (k, x) in x {
+                assert_close(x, &y[k], &format!("{at}.{k}"));
+            }
+        }
+        _ => assert_eq!(a, b, "{at}"),
+    }
+}
+
+async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
+    let r = client.get(url).send().await.unwrap();
+    assert_eq!(r.status(), 200, "{url}");
+    r
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts() {
+    let (y2011, days) = years();
+    let p = Project::new();
+    p.ok(&["init", "."]);
+    let config = CONFIG.replace("cutoff = \"2012-07-01\"", "cutoff = \"2011-10-01\"");
+    p.config(&format!(
+        "{config}\n[monitor]\nwindow = \"30d\"\ninterval = \"200ms\"\n"
+    ));
+    p.write("y2011.csv", y2011.as_bytes());
+    p.ok(&["data", "add", "y2011.csv", "--dataset", "bikes"]);
+    p.ok(&["train", "--set", "gbdt.iterations=30"]);
+    p.ok(&[
+        "models",
+        "alias",
+        "set",
+        "production",
+        "bikes@1",
+        "--reason",
+        "test",
+    ]);
+    let s = serve(&p);
+    let client = reqwest::Client::new();
+
+    let mut sent = 0;
+    for (day, rows) in &days {
+        let inputs: Vec<Value> = rows
+            .iter()
+            .map(|r| {
+                let mut r = r.clone();
+                for label in ["casual", "registered", "cnt"] {
+                    r.remove(label);
+                }
+                Value::Object(r)
+            })
+            .collect();
+        let r = client
+            .post(format!("{}/v1/models/bikes/predict", s.url))
+            .header("x-kiln-event-time", format!("{day} 12:00:00"))
+            .json(&json!({ "instances": inputs }))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        let body: Value = r.json().await.unwrap();
+        let feedback: Vec<Value> = body["predictions"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .zip(rows)
+            .map(|(p, r)| json!({"request_id": p["request_id"], "label": r["cnt"]}))
+            .collect();
+        let r = client
+            .post(format!("{}/v1/feedback", s.url))
+            .json(&feedback)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        sent += rows.len();
+    }
+    assert_eq!(sent, 8734);
+
+    // The server judges every 200 ms once rows are flushed (1 s): wait until its windows hold
+    // every row and its labels, and one more judgement has been recorded.
+    let deadline = Instant::now() + Duration::from_secs(60);
+    let monitored = |doc: &Value| -> (u64, u64) {
+        let m = &doc["models"][0];
+        let windows = m["history"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .chain([&m["current"]]);
+        windows.fold((0, 0), |(r, l), w| {
+            (
+                r + w["rows"].as_u64().unwrap_or(0),
+                l + w["labelled_rows"].as_u64().unwrap_or(0),
+            )
+        })
+    };
+    loop {
+        let doc: Value = get(&client, &format!("{}/v1/monitor", s.url))
+            .await
+            .json()
+            .await
+            .unwrap();
+        if monitored(&doc) == (8734, 8734) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "windows hold {:?} rows and labels",
+            monitored(&doc)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    let firing = p.ok(&["alerts", "list", "--firing", "--json"]).json();
+    let rule = |name: &str| {
+        firing
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == name)
+            .unwrap_or_else(|| panic!("{name} is not firing: {firing}"))
+            .clone()
+    };
+    let drift = rule("data_drift");
+    assert_eq!(drift["state"], "firing");
+    assert_eq!(drift["severity"], "warning");
+    // The message names the drifted inputs; the season mix is one of them.
+    let why = drift["message"].as_str().unwrap();
+    assert!(
+        why.contains("season") && why.contains("inputs drifted"),
+        "{why}"
+    );
+    assert!(drift["value"].as_f64().unwrap() >= 0.5);
+    let perf = rule("realized_performance");
+    assert_eq!(perf["severity"], "critical");
+    // 2012 has many more riders than 2011: the realized MAE is far above 1.5 × validation's.
+    assert!(perf["value"].as_f64().unwrap() > perf["threshold"].as_f64().unwrap());
+
+    // Metrics: the same state, for Prometheus.
+    let metrics = get(&client, &format!("{}/metrics", s.url))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for line in [
+        "kiln_alerts_firing{model=\"bikes\",rule=\"data_drift\",severity=\"warning\"} 1",
+        "kiln_alert_transitions_total{model=\"bikes\",rule=\"realized_performance\",state=\"firing\"} 1",
+    ] {
+        assert!(metrics.contains(line), "{line} missing");
+    }
+    let share = metrics
+        .lines()
+        .find(|l| l.starts_with("kiln_drift_share{"))
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse::<f64>().ok())
+        .expect("kiln_drift_share");
+    assert!((0.0..=1.0).contains(&share));
+    assert!(
+        metrics
+            .contains("kiln_performance_reference{metric=\"mae\",model=\"bikes\",version=\"1\"}")
+    );
+
+    // The dashboard's document: the closed 30-day windows of 2012 and the current one.
+    let doc: Value = get(&client, &format!("{}/v1/monitor", s.url))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let m = &doc["models"][0];
+    assert_eq!(m["model"], "bikes");
+    assert_eq!(m["aliases"], json!(["production"]));
+    let history = m["history"].as_array().unwrap().len();
+    assert!(history >= 12, "{history} closed windows");
+    assert!(m["current"]["rows"].as_u64().unwrap() > 0);
+    assert!(!doc["alerts"].as_array().unwrap().is_empty());
+
+    // The page itself, in a real browser.
+    if let Some(chromium) = tool_or_skip("chromium", which("chromium")) {
+        let shot = std::path::PathBuf::from(env!("CARGO_TARGET_TMPDIR")).join("dashboard.png");
+        let _ = std::fs::remove_file(&shot);
+        let browse = |extra: &[String]| {
+            std::process::Command::new(&chromium)
+                .args([
+                    "--headless",
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--hide-scrollbars",
+                ])
+                .args(["--virtual-time-budget=5000", "--window-size=1280,2400"])
+                .args(extra)
+                .arg(format!("{}/", s.url))
+                .output()
+                .unwrap()
+        };
+        let dom = String::from_utf8_lossy(&browse(&["--dump-dom".into()]).stdout).into_owned();
+        for needle in [
+            "bikes @ version 1",
+            "production",
+            "season",
+            "Drift per input over time",
+            "data_drift",
+            "realized",
+        ] {
+            assert!(
+                dom.contains(needle),
+                "the dashboard lacks {needle:?}:\n{}",
+                &dom[..dom.len().min(3000)]
+            );
+        }
+        // The status line says the page reached the server (not "cannot reach the server").
+        assert!(dom.contains("live monitoring on"), "{dom}");
+        // Lines drawn: realized, estimated and reference performance.
+        assert!(dom.matches("<path").count() >= 3, "{dom}");
+        browse(&[format!("--screenshot={}", shot.display())]);
+        let size = std::fs::metadata(&shot).map(|m| m.len()).unwrap_or(0);
+        assert!(
+            size > 10_000,
+            "screenshot {} is {size} bytes",
+            shot.display()
+        );
+        eprintln!("dashboard screenshot: {}", shot.display());
+    }
+
+    // On demand, over the stored log: the report says why.
+    let html = p.path("report.html");
+    let report = p
+        .ok(&[
+            "monitor",
+            "report",
+            "--model",
+            "bikes",
+            "--from",
+            "2012-01-01",
+            "--to",
+            "2013-01-01",
+            "--window",
+            "30d",
+            "--html",
+            html.to_str().unwrap(),
+            "--json",
+        ])
+        .json();
+    assert_eq!(report["overall"]["rows"], 8734);
+    assert_eq!(report["overall"]["labelled_rows"], 8734);
+    assert!(report["windows"].as_array().unwrap().len() >= 12);
+    let drifted: Vec<&str> = report["overall"]["drift"]["columns"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .filter(|c| c["drift"]["drifted"] == true)
+        .map(|c| c["name"].as_str().unwrap())
+        .collect();
+    assert!(
+        drifted.contains(&"season") && drifted.contains(&"temp"),
+        "{drifted:?}"
+    );
+    let events = report["alerts"].as_array().unwrap();
+    for name in ["data_drift", "realized_performance"] {
+        assert!(
+            events
+                .iter()
+                .any(|e| e["rule"] == name && e["state"] == "firing"),
+            "{name}: {events:?}"
+        );
+    }
+    // Windows merge exactly: the whole range read as one window gives the same statistics as
+    // the merge of its 30-day windows.
+    let whole = p
+        .ok(&[
+            "monitor",
+            "--model",
+            "bikes",
+            "--from",
+            "2012-01-01",
+            "--to",
+            "2013-01-01",
+            "--json",
+        ])
+        .json();
+    assert_eq!(whole["windows"].as_array().unwrap().len(), 1);
+    for field in ["drift", "prediction_drift", "target_drift"] {
+        let (a, b) = (&whole["windows"][0][field], &report["overall"][field]);
+        assert_eq!(a.to_string(), b.to_string(), "{field}");
+    }
+    // Sums of errors differ only by the order of additions.
+    for field in ["realized", "estimated"] {
+        assert_close(
+            &whole["windows"][0][field],
+            &report["overall"][field],
+            field,
+        );
+    }
+    let page = std::fs::read_to_string(&html).unwrap();
+    assert!(page.contains("season") && page.contains("<svg"));
+    assert!(!page.contains("<script") && !page.contains("https://"));
+}
+
+#[test]
+fn monitor_refuses_bad_ranges_and_unknown_models() {
+    let p = Project::new();
+    p.ok(&["init", "."]);
+    expect_input_error(
+        &p.run(&["monitor", "--model", "nope"]),
+        "no model named `nope`",
+    );
+    expect_input_error(
+        &p.run(&["monitor", "--model", "nope", "--from", "yesterday"]),
+        "--from `yesterday` is not a date",
+    );
+    expect_input_error(
+        &p.run(&["monitor", "--model", "nope", "--window", "an hour"]),
+        "--window `an hour` is not a duration",
+    );
+    p.config("[monitor]\nwindow = \"soon\"\n");
+    expect_input_error(&p.run(&["monitor", "--model", "x"]), "not a duration");
+    let r = p.ok(&["alerts", "list", "--json"]).json();
+    assert_eq!(r, json!([]));
+}
