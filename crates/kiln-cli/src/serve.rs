@@ -23,6 +23,10 @@ pub struct ServeArgs {
     /// Do not log predictions (they are logged by default, for monitoring)
     #[arg(long)]
     pub no_prediction_log: bool,
+    /// Log predictions but do not monitor them live (no windows, gauges or alerts here;
+    /// `kiln monitor` still reads the log) [default: [monitor] live, or on]
+    #[arg(long)]
+    pub no_live_monitoring: bool,
 }
 
 fn serve_error(e: ServeError) -> CliError {
@@ -82,6 +86,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
     if args.no_prediction_log {
         config.log.enabled = false;
     }
+    if args.no_live_monitoring {
+        config.monitor.live = false;
+    }
     // The access log follows the rest of the logging: JSON with --log-format json, and
     // nothing under --quiet.
     config.access_log_json = matches!(
@@ -106,6 +113,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
     )
     .map_err(serve_error)?;
     let log_on = config.log.enabled;
+    let live_on = log_on && config.monitor.live;
     let server = Server::bind(project.store, config, credentials.clone())
         .await
         .map_err(serve_error)?;
@@ -123,8 +131,12 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
             eprintln!("  {line}");
         }
         eprintln!(
-            "  prediction log: {}; admin routes: {}; API keys: {}",
+            "  prediction log: {}; live monitoring: {}; dashboard: http://{addr}/",
             if log_on { "on" } else { "off" },
+            if live_on { "on" } else { "off" },
+        );
+        eprintln!(
+            "  admin routes: {}; API keys: {}",
             if credentials.admin_token.is_some() {
                 "on"
             } else {
