@@ -58,6 +58,8 @@ pub struct Server {
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
     writer: Option<plog::LogWriter>,
+    /// Live monitoring's observer thread (ends after the writer).
+    observer: Option<std::thread::JoinHandle<()>>,
 }
 
 impl Server {
@@ -88,10 +90,15 @@ impl Server {
                 metrics.clone(),
             ))
         });
+        let mut observer = None;
         let (log, writer) = if config.log.enabled {
             let (log, mut writer) =
                 plog::prediction_log(store.clone(), &config.log, metrics.clone());
-            writer.live = live.clone();
+            if let Some(l) = &live {
+                let (tx, thread) = l.observer()?;
+                writer.live = Some(tx);
+                observer = Some(thread);
+            }
             (Some(log), Some(writer))
         } else {
             (None, None)
@@ -124,6 +131,7 @@ impl Server {
             state,
             listener,
             writer,
+            observer,
         })
     }
 
@@ -182,6 +190,10 @@ impl Server {
         let _ = follower.await;
         if let Some(w) = writer {
             let _ = w.await;
+        }
+        // The writer is gone, so is the observer's sender: it finishes what it was handed.
+        if let Some(o) = self.observer {
+            let _ = tokio::task::spawn_blocking(move || o.join()).await;
         }
         let _ = live_stop_tx.send(true);
         if let Some(l) = live {

@@ -27,6 +27,9 @@ use serde::Serialize;
 use crate::catalog::{Follower, LoadedModel};
 use crate::metrics::Metrics;
 
+/// Logged rows parsed and summarized at a time.
+const OBSERVE_ROWS: usize = 1024;
+
 /// Labels read per tick and model at most.
 const LABELS_PER_TICK: i64 = 50_000;
 
@@ -129,6 +132,27 @@ impl LiveMonitor {
         }
     }
 
+    /// Starts the observer: a thread of its own that summarizes each written batch into its
+    /// window, so the work never holds one of the runtime's threads (which serve requests)
+    /// for the milliseconds a large batch takes. The thread ends when the sender is dropped.
+    pub fn observer(
+        self: &Arc<Self>,
+    ) -> std::io::Result<(
+        tokio::sync::mpsc::Sender<Vec<PredictionRecord>>,
+        std::thread::JoinHandle<()>,
+    )> {
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<PredictionRecord>>(4);
+        let me = self.clone();
+        let thread = std::thread::Builder::new()
+            .name("kiln-monitor".into())
+            .spawn(move || {
+                while let Some(records) = rx.blocking_recv() {
+                    me.observe(&records);
+                }
+            })?;
+        Ok((tx, thread))
+    }
+
     /// Adds written predictions to their models' windows.
     pub fn observe(&self, records: &[PredictionRecord]) {
         let mut groups: FxHashMap<(&str, i64), Vec<&PredictionRecord>> = FxHashMap::default();
@@ -204,7 +228,10 @@ impl LiveMonitor {
                 }
             };
             let mut w = WindowState::new(start, end);
-            w.observe(&model.artifact, monitoring, &model.batcher, &part)?;
+            // In slices, so the parsed rows of a large batch never all exist at once.
+            for slice in part.chunks(OBSERVE_ROWS) {
+                w.observe(&model.artifact, monitoring, &model.batcher, slice)?;
+            }
             states.push((key, w));
         }
         let Some(monitoring) = monitoring else {
@@ -326,24 +353,22 @@ impl LiveMonitor {
                 let verdicts = judge(
                     &rules,
                     &report,
-                    live.closed.back().map(|c| &c.report),
+                    &live.closed,
                     self.config.drift.drift_share,
                     live.error_rate,
                 );
                 live.last = Some(report);
                 let mut changed = Vec::new();
-                for v in verdicts {
+                for (v, start, end) in verdicts {
                     let was = live.firing.get(&v.rule).copied().unwrap_or(false);
                     if v.firing != was {
                         live.firing.insert(v.rule.clone(), v.firing);
-                        changed.push(v);
+                        changed.push((v, start, end));
                     }
                 }
-                let bounds = (live.current.start, live.current.end);
-                (changed, bounds)
+                changed
             };
-            let (changed, (start, end)) = verdicts;
-            for v in changed {
+            for (v, start, end) in verdicts {
                 self.transition(&name, version, v, start, end).await;
             }
         }
@@ -610,20 +635,26 @@ impl LiveMonitor {
     }
 }
 
-/// Each rule's verdict: on the current window, else (too few rows, or no labels yet) on the
-/// last closed one, whose late labels may have arrived since.
+/// Each rule's verdict on the newest window it can judge, with that window's bounds: the
+/// current window when it has enough rows (or labels), else the newest closed one that does
+/// (labels come late, so a realized-performance rule usually judges a closed window).
 fn judge(
     rules: &[AlertRule],
     current: &WindowReport,
-    previous: Option<&WindowReport>,
+    closed: &VecDeque<Closed>,
     drift_share: f64,
     error_rate: Option<f64>,
-) -> Vec<Verdict> {
+) -> Vec<(Verdict, i64, i64)> {
     rules
         .iter()
         .filter_map(|r| {
-            r.check(current, drift_share, error_rate)
-                .or_else(|| previous.and_then(|p| r.check(p, drift_share, None)))
+            if let Some(v) = r.check(current, drift_share, error_rate) {
+                return Some((v, current.start, current.end));
+            }
+            closed.iter().rev().find_map(|c| {
+                r.check(&c.report, drift_share, None)
+                    .map(|v| (v, c.report.start, c.report.end))
+            })
         })
         .collect()
 }

@@ -66,8 +66,9 @@ pub struct LogWriter {
     store: Store,
     config: PredictionLogConfig,
     metrics: Arc<Metrics>,
-    /// Live monitoring, fed every batch once it is written.
-    pub live: Option<Arc<crate::live::LiveMonitor>>,
+    /// Live monitoring's observer, handed every batch once it is written (see
+    /// [`crate::live::LiveMonitor::observer`]).
+    pub live: Option<mpsc::Sender<Vec<PredictionRecord>>>,
 }
 
 /// Makes the two ends of the log.
@@ -230,7 +231,9 @@ impl LogWriter {
         if let Some(live) = &self.live
             && written
         {
-            live.observe(&records);
+            // A bounded hand-off: if monitoring falls behind, the writer waits, the queue
+            // fills, and requests meet back-pressure, as for a slow store.
+            let _ = live.send(records).await;
         }
     }
 
