@@ -418,6 +418,39 @@ async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts(
             "{name}: {events:?}"
         );
     }
+    // The server summarized the rows it scored, not their logged JSON: its windows must equal
+    // the same windows read back from the log.
+    let live: Value = get(&client, &format!("{}/v1/monitor", s.url))
+        .await
+        .json()
+        .await
+        .unwrap();
+    let mut compared = 0;
+    for w in live["models"][0]["history"].as_array().unwrap() {
+        let stored = report["windows"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|r| r["start"] == w["start"])
+            .unwrap_or_else(|| panic!("no stored window starts at {}", w["start"]));
+        for field in [
+            "rows",
+            "drift",
+            "prediction_drift",
+            "target_drift",
+            "latency_p99_ms",
+        ] {
+            assert_eq!(
+                w[field], stored[field],
+                "{field} of the window at {}",
+                w["start"]
+            );
+        }
+        assert_close(&w["realized"], &stored["realized"], "realized");
+        compared += 1;
+    }
+    assert!(compared >= 12, "{compared}");
+
     // Windows merge exactly: the whole range read as one window gives the same statistics as
     // the merge of its 30-day windows.
     let whole = p
