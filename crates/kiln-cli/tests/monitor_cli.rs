@@ -109,6 +109,53 @@ struct Task {
     train: &'static str,
     /// Each 2012 row's label, sent back as feedback.
     label: fn(&Row) -> Value,
+    /// More of `[monitor]`.
+    monitor: String,
+}
+
+/// A webhook receiver on loopback: answers every POST with 200 and keeps its JSON body.
+async fn webhook() -> (String, std::sync::Arc<std::sync::Mutex<Vec<Value>>>) {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let url = format!("http://{}/hook", listener.local_addr().unwrap());
+    let bodies = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen = bodies.clone();
+    tokio::spawn(async move {
+        while let Ok((mut conn, _)) = listener.accept().await {
+            let seen = seen.clone();
+            tokio::spawn(async move {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                loop {
+                    // One request: headers, then Content-Length bytes of body.
+                    if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        let head = String::from_utf8_lossy(&buf[..end]).to_lowercase();
+                        let length: usize = head
+                            .lines()
+                            .find_map(|l| l.strip_prefix("content-length:"))
+                            .map_or(0, |v| v.trim().parse().unwrap());
+                        if buf.len() >= end + 4 + length {
+                            let body = buf[end + 4..end + 4 + length].to_vec();
+                            buf.drain(..end + 4 + length);
+                            seen.lock()
+                                .unwrap()
+                                .push(serde_json::from_slice(&body).unwrap());
+                            let ok = b"HTTP/1.1 200 OK\r\ncontent-length: 0\r\n\r\n";
+                            if conn.write_all(ok).await.is_err() {
+                                return;
+                            }
+                            continue;
+                        }
+                    }
+                    match conn.read(&mut chunk).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => buf.extend_from_slice(&chunk[..n]),
+                    }
+                }
+            });
+        }
+    });
+    (url, bodies)
 }
 
 /// 2011's rows, with `demand` = `high` (150 rides or more in the hour) or `low`.
@@ -140,7 +187,8 @@ async fn replay(task: &Task) -> (Project, Serving, reqwest::Client) {
         .replace("cutoff = \"2012-07-01\"", "cutoff = \"2011-10-01\"")
         .replace("exclude = [\"casual\", \"registered\"]", task.train);
     p.config(&format!(
-        "{config}\n[serve.log]\nflush_interval_ms = 50\n\n[monitor]\nwindow = \"30d\"\ninterval = \"100ms\"\n"
+        "{config}\n[serve.log]\nflush_interval_ms = 50\n\n[monitor]\nwindow = \"30d\"\ninterval = \"100ms\"\n{}\n",
+        task.monitor
     ));
     let data = if task.train.contains("demand") {
         with_demand(&y2011)
@@ -249,11 +297,26 @@ async fn replay(task: &Task) -> (Project, Serving, reqwest::Client) {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts() {
+    let (hook, posted) = webhook().await;
     let (p, s, client) = replay(&Task {
         train: "exclude = [\"casual\", \"registered\"]",
         label: |r| r["cnt"].clone(),
+        monitor: format!("webhook = \"{hook}\""),
     })
     .await;
+    // Every transition was posted to the webhook, as JSON naming the rule and why.
+    let posted = posted.lock().unwrap().clone();
+    let fired: Vec<&Value> = posted.iter().filter(|b| b["state"] == "firing").collect();
+    for rule in ["data_drift", "realized_performance"] {
+        let b = fired
+            .iter()
+            .find(|b| b["rule"] == rule)
+            .unwrap_or_else(|| panic!("{rule} was not posted: {posted:?}"));
+        assert_eq!(b["model"], "bikes");
+        assert_eq!(b["version"], 1);
+        assert!(b["message"].as_str().unwrap().len() > 10, "{b}");
+        assert!(b["alert_id"].as_i64().is_some(), "{b}");
+    }
     let firing = p.ok(&["alerts", "list", "--firing", "--json"]).json();
     let rule = |name: &str| {
         firing
@@ -451,6 +514,19 @@ async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts(
     }
     assert!(compared >= 12, "{compared}");
 
+    // Count windows: every 1,000 predictions in log order.
+    let counted = p
+        .ok(&["monitor", "--model", "bikes", "--every", "1000", "--json"])
+        .json();
+    let sizes: Vec<u64> = counted["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|w| w["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(sizes, [1000, 1000, 1000, 1000, 1000, 1000, 1000, 1000, 734]);
+    assert_eq!(counted["overall"]["labelled_rows"], 8734);
+
     // Windows merge exactly: the whole range read as one window gives the same statistics as
     // the merge of its 30-day windows.
     let whole = p
@@ -496,6 +572,7 @@ async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts(
 async fn a_classifiers_estimated_accuracy_tracks_the_realized_one_and_labels_catch_the_rest() {
     let (p, s, client) = replay(&Task {
         train: "exclude = [\"casual\", \"registered\", \"cnt\"]\ntarget = \"demand\"",
+        monitor: String::new(),
         label: |r| {
             json!(if r["cnt"].as_f64().unwrap() >= 150.0 {
                 "high"

@@ -632,6 +632,76 @@ mod tests {
         }
     }
 
+    fn window(rows: u64, labelled: u64, p99: f64, mae: f64) -> WindowReport {
+        WindowReport {
+            start: 0,
+            end: 10,
+            rows,
+            unreadable_rows: 0,
+            drift: None,
+            prediction_drift: None,
+            target_drift: None,
+            labelled_rows: labelled,
+            realized: vec![kiln_monitor::RealizedMetric {
+                name: "mae",
+                value: mae,
+                lower: mae - 1.0,
+                upper: mae + 1.0,
+                rows: labelled,
+            }],
+            estimated: [("mae".to_owned(), 12.0)].into(),
+            reference: [("mae".to_owned(), 10.0)].into(),
+            latency_p50_ms: Some(p99 / 2.0),
+            latency_p99_ms: Some(p99),
+            flags: Default::default(),
+            notes: vec![],
+        }
+    }
+
+    fn rule(text: &str) -> AlertRule {
+        toml::from_str(&format!("name = \"r\"\n{text}")).unwrap()
+    }
+
+    #[test]
+    fn rules_judge_only_windows_with_enough_rows_and_say_why() {
+        let slow = rule("when = \"latency_p99_ms\"\nthreshold = 50\nmin_rows = 100");
+        let v = slow.check(&window(500, 0, 80.0, 10.0), 0.5, None).unwrap();
+        assert!(v.firing && v.value == Some(80.0));
+        assert!(v.message.contains("80.00 ms"), "{}", v.message);
+        assert!(
+            !slow
+                .check(&window(500, 0, 20.0, 10.0), 0.5, None)
+                .unwrap()
+                .firing
+        );
+        // Too few rows: no verdict, so a firing alert keeps firing.
+        assert!(slow.check(&window(99, 0, 80.0, 10.0), 0.5, None).is_none());
+
+        // Realized counts labelled rows, not predictions.
+        let mae = rule("when = \"realized\"\nmetric = \"mae\"\nmin_rows = 50");
+        assert!(mae.check(&window(500, 49, 1.0, 30.0), 0.5, None).is_none());
+        let v = mae.check(&window(500, 50, 1.0, 30.0), 0.5, None).unwrap();
+        assert!(v.firing && v.threshold == Some(15.0), "{v:?}");
+        let est = rule("when = \"estimated\"\nmetric = \"mae\"\nfactor = 1.1");
+        assert!(
+            est.check(&window(500, 0, 1.0, 1.0), 0.5, None)
+                .unwrap()
+                .firing
+        );
+
+        // The error rate comes from the server; without it there is nothing to judge.
+        let errors = rule("when = \"error_rate\"\nthreshold = 0.01\nseverity = \"critical\"");
+        assert!(errors.check(&window(500, 0, 1.0, 1.0), 0.5, None).is_none());
+        let v = errors
+            .check(&window(500, 0, 1.0, 1.0), 0.5, Some(0.02))
+            .unwrap();
+        assert!(v.firing && v.severity == Severity::Critical);
+
+        // Drift rules need a drift report.
+        let drift = rule("when = \"drift_share\"");
+        assert!(drift.check(&window(500, 0, 1.0, 1.0), 0.5, None).is_none());
+    }
+
     #[test]
     fn rates_are_worse_by_their_shortfall_and_errors_by_their_size() {
         assert_eq!(worse_by("mae", 16.0, 10.0, 1.5), (true, 15.0));
