@@ -168,11 +168,12 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
     say(format!(
         "   kiln predict --model {model} --input {DATA_FILE} -o predictions.csv"
     ));
-    say("   kiln serve                    # then open http://127.0.0.1:8080/docs".into());
+    say("   kiln serve                    # the live dashboard: http://127.0.0.1:8080/ (API: /docs)".into());
     say(format!(
         "   curl -s localhost:8080/v1/models/bikes/predict -H 'content-type: application/json' -d '{}'",
         QUICK_ROW
     ));
+    say("   kiln monitor --model bikes    # drift and performance over what was served".into());
     if args.json {
         print_json(&Summary {
             project: dir.clone(),
