@@ -141,7 +141,9 @@ impl LiveMonitor {
         tokio::sync::mpsc::Sender<Vec<PredictionRecord>>,
         std::thread::JoinHandle<()>,
     )> {
-        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<PredictionRecord>>(4);
+        // One batch waiting while one is summarized: written rows wait for monitoring only
+        // that long, which bounds the memory they hold.
+        let (tx, mut rx) = tokio::sync::mpsc::channel::<Vec<PredictionRecord>>(1);
         let me = self.clone();
         let thread = std::thread::Builder::new()
             .name("kiln-monitor".into())
