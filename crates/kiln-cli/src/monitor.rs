@@ -6,7 +6,7 @@ use std::path::PathBuf;
 use clap::{Args, Subcommand};
 use kiln_train::registry::{ModelRef, Selector, load, resolve};
 use kiln_watch::WatchError;
-use kiln_watch::range::{RangeRequest, RangeWindows, monitor_range, primary_metric};
+use kiln_watch::range::{RangeRequest, RangeWindows, monitor_range};
 use kiln_watch::report::MonitorReport;
 use kiln_watch::rules::{MonitorConfig, parse_duration};
 
@@ -278,7 +278,6 @@ fn print_report(r: &MonitorReport) {
     for n in r.notes.iter().chain(&r.overall.notes) {
         println!("note: {n}");
     }
-    let _ = primary_metric;
 }
 
 pub async fn alerts(global: &GlobalArgs, cmd: AlertsCommand) -> Result<(), CliError> {
