@@ -190,11 +190,7 @@ pub async fn run(global: &GlobalArgs, a: MonitorArgs) -> Result<(), CliError> {
 }
 
 fn print_report(r: &MonitorReport) {
-    let primary = if r.task == "regression" {
-        "mae"
-    } else {
-        "accuracy"
-    };
+    let primary = r.primary_metric;
     println!(
         "{}@{} ({}): {} predictions, {} labelled; {}",
         r.model,

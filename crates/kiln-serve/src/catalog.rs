@@ -15,7 +15,6 @@ use arc_swap::ArcSwap;
 use kiln_core::schema::FeatureType;
 use kiln_data::rows::JsonBatcher;
 use kiln_model::artifact::ModelArtifact;
-use kiln_model::features::ColumnTransform;
 use kiln_store::{ModelVersion, Store};
 use serde_json::Value;
 
@@ -60,7 +59,11 @@ pub struct ColumnCheck {
 
 impl LoadedModel {
     pub fn new(name: &str, version: i64, artifact: ModelArtifact, metrics: &Metrics) -> Self {
-        let mut batcher = JsonBatcher::new(artifact.schema.clone());
+        let batcher = kiln_watch::window::json_batcher(&artifact);
+        let mut known: HashMap<String, Vec<String>> =
+            kiln_watch::window::known_categories(&artifact)
+                .into_iter()
+                .collect();
         let checks = artifact
             .schema
             .columns
@@ -74,18 +77,7 @@ impl LoadedModel {
                     check.allow_infinite = n.infinite > 0;
                 }
                 if c.ftype == FeatureType::Categorical {
-                    let col = artifact.pipeline.columns.iter().find(|p| p.name == c.name);
-                    let known: Option<Vec<String>> = match col.map(|p| &p.transform) {
-                        Some(ColumnTransform::Ordinal { codes }) => {
-                            Some(codes.iter().map(|(k, _)| k.clone()).collect())
-                        }
-                        Some(ColumnTransform::OneHot { categories }) => Some(categories.clone()),
-                        _ => None,
-                    };
-                    if let Some(known) = known {
-                        batcher.set_known_categories(&c.name, &known);
-                        check.known = Some(known.into_iter().collect());
-                    }
+                    check.known = known.remove(&c.name).map(|k| k.into_iter().collect());
                 }
                 check
             })

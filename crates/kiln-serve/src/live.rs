@@ -91,10 +91,6 @@ pub struct LiveMonitor {
     webhook: Option<reqwest::Client>,
 }
 
-fn task_of(m: &Monitoring) -> &'static str {
-    kiln_watch::range::task_name(&m.reference.task)
-}
-
 impl LiveMonitor {
     pub fn new(
         config: MonitorConfig,
@@ -120,16 +116,6 @@ impl LiveMonitor {
 
     pub fn interval(&self) -> Duration {
         Duration::from_millis(self.config.interval_ms)
-    }
-
-    fn window_of(&self, time: i64) -> (i64, i64, i64) {
-        match self.config.window {
-            Windowing::Time(us) => {
-                let key = time.div_euclid(us);
-                (key, key * us, key * us + us)
-            }
-            Windowing::Count(_) => (0, time, time + 1),
-        }
     }
 
     /// Starts the observer: a thread of its own that summarizes each written batch into its
@@ -185,15 +171,16 @@ impl LiveMonitor {
     ) -> kiln_watch::Result<()> {
         let monitoring = model.artifact.monitoring.as_ref();
         // Split the rows by window, summarize each part outside the lock, then merge.
-        let mut parts: BTreeMap<i64, Vec<&PredictionRecord>> = BTreeMap::new();
-        match self.config.window {
-            Windowing::Time(_) => {
+        let parts: BTreeMap<i64, Vec<&PredictionRecord>> = match self.config.window {
+            Windowing::Time(us) => {
+                let mut parts: BTreeMap<i64, Vec<&PredictionRecord>> = BTreeMap::new();
                 for r in rows {
-                    parts.entry(self.window_of(r.time).0).or_default().push(r);
+                    parts.entry(r.time.div_euclid(us)).or_default().push(r);
                 }
+                parts
             }
             Windowing::Count(n) => {
-                // Only the log writer calls this, so the count cannot move meanwhile.
+                // Only the observer calls this, so the count cannot move meanwhile.
                 let filled = self
                     .models
                     .lock()
@@ -202,27 +189,13 @@ impl LiveMonitor {
                             .map_or(0, |l| l.current.rows)
                     })
                     .unwrap_or(0);
-                let mut room = n
-                    .saturating_sub(filled)
-                    .max(if filled >= n { 0 } else { 1 });
-                let mut k = 0;
-                for r in rows {
-                    if room == 0 {
-                        k += 1;
-                        room = n;
-                    }
-                    parts.entry(k).or_default().push(r);
-                    room -= 1;
-                }
+                split_by_count(rows, filled, n)
             }
-        }
+        };
         let mut states = Vec::with_capacity(parts.len());
         for (key, part) in parts {
             let (start, end) = match self.config.window {
-                Windowing::Time(_) => {
-                    let (_, s, e) = self.window_of(part[0].time);
-                    (s, e)
-                }
+                Windowing::Time(us) => (key * us, key * us + us),
                 Windowing::Count(_) => {
                     let s = part.iter().map(|r| r.time).min().unwrap_or(0);
                     let e = part.iter().map(|r| r.time).max().unwrap_or(0) + 1;
@@ -258,11 +231,12 @@ impl LiveMonitor {
                 requests_seen: (0, 0),
                 error_rate: None,
             });
-        for (i, (key, part)) in states.into_iter().enumerate() {
+        for (key, part) in states {
             live.rows_since_tick += part.rows;
             let new_window = match self.config.window {
                 Windowing::Time(_) => key > live.key,
-                Windowing::Count(_) => i > 0 || live.key == i64::MIN,
+                // Key 0 continues the current window; each later key starts one.
+                Windowing::Count(_) => key > 0 || live.key == i64::MIN,
             };
             if new_window {
                 let old = std::mem::replace(&mut live.current, part);
@@ -617,7 +591,7 @@ impl LiveMonitor {
                 Some(LiveView {
                     model: name.clone(),
                     version: *version,
-                    task: task_of(monitoring),
+                    task: kiln_watch::range::task_name(&monitoring.reference.task),
                     primary: primary_metric(&monitoring.reference.task),
                     rows_per_second: live.rows_per_second,
                     error_rate: live.error_rate,
@@ -635,6 +609,23 @@ impl LiveMonitor {
         out.sort_by(|a, b| (&a.model, a.version).cmp(&(&b.model, b.version)));
         out
     }
+}
+
+/// Rows split into count windows of `n`, the current one holding `filled` rows already: key 0
+/// continues it, each later key is a new window.
+fn split_by_count<T: Copy>(rows: &[T], filled: u64, n: u64) -> BTreeMap<i64, Vec<T>> {
+    let mut parts: BTreeMap<i64, Vec<T>> = BTreeMap::new();
+    let mut room = n.saturating_sub(filled);
+    let mut key = 0;
+    for r in rows {
+        if room == 0 {
+            key += 1;
+            room = n;
+        }
+        parts.entry(key).or_default().push(*r);
+        room -= 1;
+    }
+    parts
 }
 
 /// Each rule's verdict on the newest window it can judge, with that window's bounds: the
@@ -659,4 +650,24 @@ fn judge(
             })
         })
         .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::split_by_count;
+
+    #[test]
+    fn count_windows_continue_until_full_then_start_anew() {
+        let rows: Vec<u32> = (0..7).collect();
+        let sizes = |filled| -> Vec<(i64, usize)> {
+            split_by_count(&rows, filled, 3)
+                .into_iter()
+                .map(|(k, v)| (k, v.len()))
+                .collect()
+        };
+        assert_eq!(sizes(0), [(0, 3), (1, 3), (2, 1)]);
+        assert_eq!(sizes(2), [(0, 1), (1, 3), (2, 3)]);
+        // A full current window gets nothing more: the first row starts a new one.
+        assert_eq!(sizes(3), [(1, 3), (2, 3), (3, 1)]);
+    }
 }

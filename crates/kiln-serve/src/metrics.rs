@@ -295,11 +295,7 @@ impl Metrics {
 
     /// The request counters, as the registry reports them (for the live error rate).
     pub fn gather_requests(&self) -> Vec<prometheus::proto::MetricFamily> {
-        self.registry
-            .gather()
-            .into_iter()
-            .filter(|f| f.name() == "kiln_http_requests_total")
-            .collect()
+        prometheus::core::Collector::collect(&self.requests)
     }
 
     /// The text exposition of every metric.

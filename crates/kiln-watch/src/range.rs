@@ -237,6 +237,7 @@ pub async fn monitor_range(meta: &MetaStore, req: &RangeRequest<'_>) -> Result<M
         model: req.model.to_owned(),
         version: req.version,
         task: task_name(&monitoring.reference.task).to_owned(),
+        primary_metric: primary,
         from: req.from,
         to: req.to,
         generated_at: kiln_core::now_micros(),

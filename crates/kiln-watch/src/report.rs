@@ -14,6 +14,8 @@ pub struct MonitorReport {
     pub version: i64,
     /// `regression`, `binary` or `multiclass`.
     pub task: String,
+    /// The metric the default alert rules and the summary table follow.
+    pub primary_metric: &'static str,
     /// The range asked for, event time in microseconds since the epoch (`None`: open).
     pub from: Option<i64>,
     pub to: Option<i64>,
