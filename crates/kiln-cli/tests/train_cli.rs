@@ -127,6 +127,71 @@ fn train_evaluates_registers_and_retrains_byte_identically() {
 }
 
 #[test]
+fn training_windows_and_recency_weights_learn_from_recent_rows() {
+    let p = bikes_project();
+    let dec = ["--set", "split.cutoff=2012-12-01"];
+    let all = train(&p, &dec);
+    let mut args = dec.to_vec();
+    args.extend(["--set", "window=12w"]);
+    let windowed = train(&p, &args);
+    args.extend(["--set", "recency_half_life=14d"]);
+    let weighted = train(&p, &args);
+
+    // The window keeps the rows newer than 12 weeks before the last day (2012-12-31).
+    let data = &windowed["evaluation"]["data"];
+    assert_eq!(data["train_time"][0], "2012-10-09", "{data}");
+    assert_eq!(data["valid_time"][0], "2012-12-01");
+    assert!(
+        data["split"].as_str().unwrap().starts_with("window 12w:"),
+        "{data}"
+    );
+    let kept = data["train_rows"].as_u64().unwrap() + data["valid_rows"].as_u64().unwrap();
+    assert!((1900..=2016).contains(&kept), "84 days of hours: {kept}");
+    assert_eq!(
+        all["evaluation"]["data"]["train_time"][0], "2011-01-01",
+        "no window: every row"
+    );
+    // Weights change the model, not the rows.
+    assert_eq!(
+        weighted["evaluation"]["data"]["train_rows"],
+        data["train_rows"]
+    );
+    let (w, u) = (
+        metric(&weighted, "model", "rmse"),
+        metric(&windowed, "model", "rmse"),
+    );
+    assert!(w != u, "recency weights left the model unchanged ({w})");
+
+    // Both need a time column and a real duration.
+    expect_input_error(&p.run(&["train", "--set", "window=soon"]), "not a duration");
+    expect_input_error(
+        &p.run(&[
+            "train",
+            "--set",
+            "recency_half_life=30d",
+            "--set",
+            "learner=linear",
+        ]),
+        "linear learner takes no row weights",
+    );
+    p.write("flat.csv", b"x,y\n1,2\n2,3\n3,5\n4,4\n5,8\n");
+    p.ok(&[
+        "data",
+        "add",
+        "flat.csv",
+        "--dataset",
+        "flat",
+        "--target",
+        "y",
+    ]);
+    let flat = |extra: &str| -> Run {
+        p.run(&["train", "-d", "flat", "--set", "exclude=[]", "--set", extra])
+    };
+    expect_input_error(&flat("window=8w"), "has no time column");
+    expect_input_error(&flat("recency_half_life=8w"), "split at random");
+}
+
+#[test]
 fn model_cards_are_written_as_markdown_and_self_contained_html() {
     let p = bikes_project();
     train(&p, &[]);

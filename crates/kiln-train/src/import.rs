@@ -199,6 +199,7 @@ pub async fn import_onnx(
             labels,
             params,
         }),
+        champion: None,
     };
     job.run(None).await
 }

@@ -1,6 +1,7 @@
 //! What `kiln train` does: the `[train]` table of kiln.toml with `--set KEY=VALUE` overrides,
 //! checked in full before any work starts (an unknown key or a bad value names itself).
 
+use kiln_core::value::parse_duration;
 use kiln_model::learner::GbdtParams;
 use serde::{Deserialize, Serialize};
 
@@ -20,6 +21,14 @@ pub struct TrainSpec {
     pub seed: u64,
     /// Register the model under this name when training succeeds.
     pub register: Option<String>,
+    /// Learn from recent rows only: those whose time is within this duration (`56d`, `8w`) of
+    /// the dataset's latest time. Needs a time column.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub window: Option<String>,
+    /// Weigh training rows by recency: a row this much older than the latest one counts half
+    /// (`30d`). Needs a time column; gradient-boosted trees only.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub recency_half_life: Option<String>,
     pub split: SplitSpec,
     pub gbdt: GbdtSpec,
     pub linear: LinearSpec,
@@ -34,6 +43,8 @@ impl Default for TrainSpec {
             learner: LearnerKind::Gbdt,
             seed: 0,
             register: None,
+            window: None,
+            recency_half_life: None,
             split: SplitSpec::default(),
             gbdt: GbdtSpec::default(),
             linear: LinearSpec::default(),
@@ -216,7 +227,32 @@ impl TrainSpec {
             kiln_core::names::validate_name("model", name)
                 .map_err(|e| TrainError::Input(e.to_string()))?;
         }
+        for (key, value) in [
+            ("window", &self.window),
+            ("recency_half_life", &self.recency_half_life),
+        ] {
+            if let Some(v) = value
+                && parse_duration(v).is_none()
+            {
+                return bad(format!(
+                    "{key} `{v}` is not a duration\nhint: a whole number and a unit: 56d, 8w, 12h"
+                ));
+            }
+        }
+        if self.recency_half_life.is_some() && self.learner != LearnerKind::Gbdt {
+            return bad("recency_half_life weighs rows for gradient-boosted trees; the linear learner takes no row weights".into());
+        }
         Ok(())
+    }
+
+    /// `window` in microseconds (checked by `resolve`).
+    pub fn window_micros(&self) -> Option<i64> {
+        self.window.as_deref().and_then(parse_duration)
+    }
+
+    /// `recency_half_life` in microseconds (checked by `resolve`).
+    pub fn half_life_micros(&self) -> Option<i64> {
+        self.recency_half_life.as_deref().and_then(parse_duration)
     }
 }
 

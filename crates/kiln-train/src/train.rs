@@ -194,6 +194,28 @@ pub async fn train(
     code_version: Option<String>,
     steps: Arc<dyn Steps>,
 ) -> Result<TrainOutcome> {
+    train_against(store, config, scratch, spec, code_version, steps, None).await
+}
+
+/// A model already in production that a new one is compared with on the same validation
+/// rows (its metrics appear under `champion`).
+#[derive(Clone)]
+pub struct Champion {
+    /// `NAME@VERSION`, for the record.
+    pub label: String,
+    pub artifact: Arc<ModelArtifact>,
+}
+
+/// `train`, with the champion scored on the candidate's validation rows as well.
+pub async fn train_against(
+    store: &Store,
+    config: &Config,
+    scratch: &Path,
+    spec: &TrainSpec,
+    code_version: Option<String>,
+    steps: Arc<dyn Steps>,
+    champion: Option<Champion>,
+) -> Result<TrainOutcome> {
     let Resolved {
         version,
         target,
@@ -224,6 +246,7 @@ pub async fn train(
         code_version,
         steps,
         given: None,
+        champion,
     };
     match job.run(Some(run_id)).await {
         Ok(outcome) => Ok(outcome),
@@ -249,6 +272,8 @@ pub(crate) struct Job<'a> {
     pub steps: Arc<dyn Steps>,
     /// An imported model to evaluate instead of learning one.
     pub given: Option<Given>,
+    /// Scored on the same validation rows, when given.
+    pub champion: Option<Champion>,
 }
 
 /// A model trained elsewhere: its input pipeline, the model, its class labels, and what to
@@ -414,6 +439,7 @@ impl Job<'_> {
             spec: spec.clone(),
             steps: self.steps.clone(),
             given: self.given,
+            champion: self.champion,
         };
         let params = job
             .given
@@ -510,6 +536,7 @@ struct Prepared {
     spec: TrainSpec,
     steps: Arc<dyn Steps>,
     given: Option<Given>,
+    champion: Option<Champion>,
 }
 
 struct FitResult {
@@ -575,14 +602,59 @@ fn fit_learner(
     task: Task,
     x: &kiln_model::features::Transformed,
     y: &[f64],
+    weights: Option<&[f64]>,
 ) -> Result<Fitted> {
     Ok(match spec.learner {
-        LearnerKind::Gbdt => Fitted::fit_gbdt(task, &spec.gbdt.params(spec.seed), x, y)?,
+        LearnerKind::Gbdt => {
+            Fitted::fit_gbdt_weighted(task, &spec.gbdt.params(spec.seed), x, y, weights)?
+        }
         LearnerKind::Linear => Fitted::fit_linear(task, spec.linear.l2, x, y)?,
     })
 }
 
+/// Row weights halving every `recency_half_life` back from the latest training time; rows
+/// without a time weigh as the oldest. `None` when the spec asks for no weights.
+fn recency_weights(spec: &TrainSpec, times: &[Option<i64>]) -> Option<Vec<f64>> {
+    let half_life = spec.half_life_micros()? as f64;
+    let latest = times.iter().flatten().max().copied()?;
+    let oldest = times.iter().flatten().min().copied().unwrap_or(latest);
+    Some(
+        times
+            .iter()
+            .map(|t| 0.5f64.powf((latest - t.unwrap_or(oldest)) as f64 / half_life))
+            .collect(),
+    )
+}
+
+/// The champion's metrics on the candidate's validation rows, when it predicts the same task
+/// and classes.
+fn champion_metrics(
+    c: &Champion,
+    task: Task,
+    classes: &[String],
+    valid: &RecordBatch,
+    y: &[f64],
+) -> Result<MetricSet> {
+    if c.artifact.task != task || c.artifact.classes != classes {
+        return Err(input(format!(
+            "it predicts {:?} with classes [{}], the candidate {task:?} with [{}]",
+            c.artifact.task,
+            c.artifact.classes.join(", "),
+            classes.join(", ")
+        )));
+    }
+    let scored = c.artifact.score(valid)?;
+    Ok(evaluate::score(task, classes, y, &scored.predictions)?)
+}
+
 impl Prepared {
+    fn is_date(&self, column: &str) -> bool {
+        self.schema
+            .column(column)
+            .map(|c| c.ftype == FeatureType::Date)
+            .unwrap_or(true)
+    }
+
     fn fit(mut self) -> Result<FitResult> {
         let imported = self.given.is_some();
         let empty = RecordBatch::new_empty(self.all.schema());
@@ -618,6 +690,35 @@ impl Prepared {
             (all.clone(), raw)
         };
         drop(all);
+        // A training window keeps the rows within `window` of the latest time.
+        let mut window_text = None;
+        let (batch, target) = match spec.window_micros() {
+            None => (batch, target),
+            Some(window) => {
+                let Some(tc) = self.time_column.as_deref() else {
+                    return Err(input(format!(
+                        "window = \"{}\" keeps recent rows, and {label} has no time column\nhint: `kiln data add FILE --dataset NAME --time-column COLUMN`",
+                        spec.window.as_deref().unwrap_or("")
+                    )));
+                };
+                let times = times_of(&batch, tc);
+                let latest = times.iter().flatten().max().copied().unwrap_or(i64::MIN);
+                let from = latest.saturating_sub(window);
+                let keep: Vec<bool> = times.iter().map(|t| t.is_some_and(|t| t > from)).collect();
+                let kept = keep.iter().filter(|k| **k).count();
+                window_text = Some(format!(
+                    "window {}: {kept} of {} rows newer than {}",
+                    spec.window.as_deref().unwrap_or(""),
+                    batch.num_rows(),
+                    format_time(from, self.is_date(tc))
+                ));
+                let mask = BooleanArray::from(keep);
+                let b = arrow_select::filter::filter_record_batch(&batch, &mask)
+                    .map_err(|e| TrainError::Io(std::io::Error::other(e)))?;
+                let t = target_values(&b, &self.target, self.target_type, label)?;
+                (b, t)
+            }
+        };
         let Target {
             task,
             classes,
@@ -661,11 +762,7 @@ impl Prepared {
         let split: Split = match self.method {
             SplitMethod::Time => {
                 let tc = self.time_column.clone().unwrap_or_default();
-                let is_date = self
-                    .schema
-                    .column(&tc)
-                    .map(|c| c.ftype == FeatureType::Date)
-                    .unwrap_or(true);
+                let is_date = self.is_date(&tc);
                 let times = times_of(&batch, &tc);
                 let s = match &spec.split.cutoff {
                     Some(c) => {
@@ -713,6 +810,19 @@ impl Prepared {
                 spec.seed
             ),
         };
+        let split_text = match window_text {
+            Some(w) => format!("{w}; {split_text}"),
+            None => split_text,
+        };
+        if spec.half_life_micros().is_some() && time_info.is_none() {
+            return Err(input(format!(
+                "recency_half_life weighs rows by time, and {label} is split at random (no time column)\nhint: `kiln data add FILE --dataset NAME --time-column COLUMN`"
+            )));
+        }
+        let train_times: Vec<Option<i64>> = match &time_info {
+            Some((_, _, times)) => split.train.iter().map(|r| times[*r]).collect(),
+            None => Vec::new(),
+        };
         if split.train.is_empty() {
             return Err(input(format!(
                 "the split leaves no rows to train on ({split_text}; {n} rows): a training set with zero rows\nhint: move split.cutoff later or lower split.valid_fraction"
@@ -747,7 +857,7 @@ impl Prepared {
                 let yt: Vec<f64> = f.train.iter().map(|i| y[*i]).collect();
                 let yv: Vec<f64> = f.valid.iter().map(|i| y[*i]).collect();
                 let p = FeaturePipeline::fit(&self.schema, &bt, &yt, family(spec.learner), &opts)?;
-                let m = fit_learner(spec, task, &p.transform(&bt)?, &yt)?;
+                let m = fit_learner(spec, task, &p.transform(&bt)?, &yt, None)?;
                 let pred = m.predict(&p.transform(&bv)?)?;
                 let s = evaluate::score(task, &classes, &yv, &pred)?;
                 values.push(s.get(&metric).copied().unwrap_or(f64::NAN));
@@ -792,7 +902,8 @@ impl Prepared {
                 let x_train = pipeline.transform(&train_batch)?;
                 timings.insert("features".to_owned(), secs(t));
                 let t = Instant::now();
-                let model = fit_learner(spec, task, &x_train, &y_train)?;
+                let weights = recency_weights(spec, &train_times);
+                let model = fit_learner(spec, task, &x_train, &y_train, weights.as_deref())?;
                 timings.insert("fit".to_owned(), secs(t));
                 (pipeline, model)
             }
@@ -814,6 +925,17 @@ impl Prepared {
             evaluate::score(task, &classes, &y_valid, &p_base)?,
         );
         let mut limitations = Vec::new();
+        if let Some(c) = &self.champion {
+            match champion_metrics(c, task, &classes, &valid_batch, &y_valid) {
+                Ok(m) => {
+                    metrics.insert("champion".into(), m);
+                }
+                Err(e) => limitations.push(format!(
+                    "the champion {} could not be scored on the validation rows: {e}",
+                    c.label
+                )),
+            }
+        }
         if spec.learner == LearnerKind::Gbdt {
             // The linear baseline: what a simple model reaches on the same features. Its cost
             // grows with rows × one-hot columns², so big training sets lend it an evenly

@@ -161,23 +161,7 @@ struct Section {
     alerts: Option<Vec<AlertRule>>,
 }
 
-/// A duration like `90s`, `30m`, `1h`, `7d` or `250ms`, in microseconds.
-pub fn parse_duration(text: &str) -> Option<i64> {
-    let t = text.trim();
-    let split = t.find(|c: char| !c.is_ascii_digit())?;
-    let (n, unit) = t.split_at(split);
-    let n: i64 = n.parse().ok()?;
-    let unit_us: i64 = match unit.trim() {
-        "ms" => 1_000,
-        "s" => 1_000_000,
-        "m" | "min" => 60_000_000,
-        "h" => 3_600_000_000,
-        "d" => 86_400_000_000,
-        "w" => 7 * 86_400_000_000,
-        _ => return None,
-    };
-    n.checked_mul(unit_us).filter(|v| *v > 0)
-}
+pub use kiln_core::value::parse_duration;
 
 /// The rules that apply when kiln.toml names none: the dataset's drift verdict, prediction
 /// drift, and the model's first reference metric, realized and estimated.
