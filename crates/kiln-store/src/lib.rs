@@ -2,7 +2,7 @@
 //!
 //! * [`MetaStore`]: the relational metadata (datasets and their versions; models, their
 //!   versions and aliases with history; training runs; the server's prediction log and label
-//!   feedback) through sqlx, on SQLite by default or PostgreSQL by URL.
+//!   feedback; alerts and retrainings) through sqlx, on SQLite by default or PostgreSQL by URL.
 //!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
 //!   reports) through `object_store`, on a local folder by default. Every write is atomic and
@@ -15,6 +15,7 @@ mod artifacts;
 mod meta;
 mod predictions;
 mod registry;
+mod retrains;
 mod runs;
 
 use std::path::{Path, PathBuf};
@@ -27,6 +28,7 @@ pub use predictions::{
     PredictionRecord, StoredFeedback, StoredPrediction,
 };
 pub use registry::{Alias, AliasMove, Expect, ModelVersion};
+pub use retrains::{NewRetrain, Retrain, RetrainOutcome};
 pub use runs::{NewRun, Run, RunResult, RunStatus};
 
 use kiln_core::id::ContentId;

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 5] = [
+const MIGRATIONS: [(i64, &str, &str); 6] = [
     (
         1,
         "datasets",
@@ -36,6 +36,11 @@ const MIGRATIONS: [(i64, &str, &str); 5] = [
         include_str!("../migrations/0004_predictions.sql"),
     ),
     (5, "alerts", include_str!("../migrations/0005_alerts.sql")),
+    (
+        6,
+        "retrains",
+        include_str!("../migrations/0006_retrains.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

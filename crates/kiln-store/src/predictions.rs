@@ -110,6 +110,8 @@ pub struct LabelledPrediction {
     pub label: String,
     /// The feedback item's id (ascending in arrival order: a cursor for the next read).
     pub feedback_id: i64,
+    /// The row's input as logged (JSON object), when the query asked for it.
+    pub features: Option<String>,
 }
 
 /// Which labelled predictions to read.
@@ -123,6 +125,9 @@ pub struct LabelQuery {
     /// Only feedback after this id.
     pub after_feedback: Option<i64>,
     pub limit: i64,
+    /// Read each prediction's logged input as well (to learn from it).
+    #[serde(default)]
+    pub features: bool,
 }
 
 /// What a feedback batch did.
@@ -489,25 +494,27 @@ impl MetaStore {
     /// the feedback gives one, event time), by feedback id ascending. A prediction labelled
     /// twice comes twice; the later feedback id is the correction.
     pub async fn labelled_predictions(&self, q: &LabelQuery) -> Result<Vec<LabelledPrediction>> {
-        let rows = sqlx::query(
-            "SELECT p.id, p.version, p.time, p.output, f.label, f.id FROM feedback f \
+        let inputs = if q.features { "p.features" } else { "NULL" };
+        let sql = format!(
+            "SELECT p.id, p.version, p.time, p.output, f.label, f.id, {inputs} FROM feedback f \
              JOIN predictions p ON p.request_id = f.request_id \
              WHERE f.request_id IS NOT NULL AND f.id > $1 AND p.model = $2 \
              AND p.time >= $3 AND p.time < $4 \
              UNION ALL \
-             SELECT p.id, p.version, p.time, p.output, f.label, f.id FROM feedback f \
+             SELECT p.id, p.version, p.time, p.output, f.label, f.id, {inputs} FROM feedback f \
              JOIN predictions p ON p.key = f.key AND (f.time IS NULL OR f.time = p.time) \
              WHERE f.request_id IS NULL AND f.id > $1 AND p.model = $2 \
              AND p.time >= $3 AND p.time < $4 \
-             ORDER BY 6, 1 LIMIT $5",
-        )
-        .bind(q.after_feedback.unwrap_or(0))
-        .bind(q.model.as_str())
-        .bind(q.from.unwrap_or(i64::MIN))
-        .bind(q.to.unwrap_or(i64::MAX))
-        .bind(q.limit.max(0))
-        .fetch_all(self.pool())
-        .await?;
+             ORDER BY 6, 1 LIMIT $5"
+        );
+        let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
+            .bind(q.after_feedback.unwrap_or(0))
+            .bind(q.model.as_str())
+            .bind(q.from.unwrap_or(i64::MIN))
+            .bind(q.to.unwrap_or(i64::MAX))
+            .bind(q.limit.max(0))
+            .fetch_all(self.pool())
+            .await?;
         rows.iter()
             .map(|r| {
                 Ok(LabelledPrediction {
@@ -517,9 +524,28 @@ impl MetaStore {
                     output: r.try_get(3)?,
                     label: r.try_get(4)?,
                     feedback_id: r.try_get(5)?,
+                    features: if q.features { r.try_get(6)? } else { None },
                 })
             })
             .collect()
+    }
+
+    /// The latest event time logged for `model` (the serving clock, which a replay drives).
+    pub async fn latest_prediction_time(&self, model: &str) -> Result<Option<i64>> {
+        Ok(self
+            .prediction_time_range(model)
+            .await?
+            .map(|(_, last)| last))
+    }
+
+    /// The earliest and latest event times logged for `model`.
+    pub async fn prediction_time_range(&self, model: &str) -> Result<Option<(i64, i64)>> {
+        let row = sqlx::query("SELECT MIN(time), MAX(time) FROM predictions WHERE model = $1")
+            .bind(model)
+            .fetch_one(self.pool())
+            .await?;
+        let (first, last): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
+        Ok(first.zip(last))
     }
 
     /// Stored feedback after `after_id` (from the start when `None`), by id ascending, at most

@@ -8,8 +8,9 @@ use std::str::FromStr;
 use kiln_core::id::ContentId;
 use kiln_core::schema::{Column, FeatureType, Schema};
 use kiln_store::{
-    Expect, FeedbackOutcome, FeedbackRecord, LabelQuery, MetaStore, NewAlert, NewRun, NewVersion,
-    PartRef, PredictionQuery, PredictionRecord, RunResult, RunStatus, StoreError, StoredPrediction,
+    Expect, FeedbackOutcome, FeedbackRecord, LabelQuery, MetaStore, NewAlert, NewRetrain, NewRun,
+    NewVersion, PartRef, PredictionQuery, PredictionRecord, RetrainOutcome, RunResult, RunStatus,
+    StoreError, StoredPrediction,
 };
 
 fn new_version(dataset: &str, seed: &str) -> NewVersion {
@@ -621,6 +622,7 @@ async fn exercise_labels_and_alerts(store: MetaStore) {
         to: None,
         after_feedback: after,
         limit: 100,
+        features: false,
     };
     let all = store.labelled_predictions(&q(None, None)).await.unwrap();
     let mut joined: Vec<(i64, String)> = all.iter().map(|l| (l.time, l.label.clone())).collect();
@@ -644,6 +646,25 @@ async fn exercise_labels_and_alerts(store: MetaStore) {
             .len(),
         3
     );
+    // Learning from labels needs the logged inputs; monitoring does not read them.
+    assert!(all.iter().all(|l| l.features.is_none()));
+    let with_inputs = store
+        .labelled_predictions(&LabelQuery {
+            features: true,
+            ..q(None, None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(with_inputs.len(), all.len());
+    for l in &with_inputs {
+        let row = rows.iter().find(|r| r.time == l.time).unwrap();
+        assert_eq!(l.features.as_deref(), Some(row.features.as_str()));
+    }
+    assert_eq!(
+        store.latest_prediction_time(&model).await.unwrap(),
+        Some(105)
+    );
+    assert_eq!(store.latest_prediction_time("nobody").await.unwrap(), None);
     let first = all[0].feedback_id;
     assert!(
         store
@@ -706,6 +727,83 @@ async fn exercise_labels_and_alerts(store: MetaStore) {
     assert!(history[1].resolved_at.is_some());
 }
 
+/// One running retraining per model; outcomes recorded once; abandoned runs closed.
+async fn exercise_retrains(store: MetaStore) {
+    let model = unique("retrain");
+    let start = |trigger: &str| NewRetrain {
+        model: model.clone(),
+        trigger: trigger.into(),
+        event_time: 1_000,
+        champion_version: Some(1),
+    };
+    let day = 86_400_000_000;
+    let id = store
+        .start_retrain(&start("schedule"), day)
+        .await
+        .unwrap()
+        .expect("the first retraining starts");
+    // A second controller reacting to an alert meanwhile is told it is taken.
+    assert_eq!(
+        store
+            .start_retrain(&start("alert:data_drift"), day)
+            .await
+            .unwrap(),
+        None
+    );
+    let outcome = RetrainOutcome {
+        state: "promoted".into(),
+        labelled_rows: 42,
+        feedback_cursor: 7,
+        dataset_version: Some(2),
+        run_id: Some(3),
+        candidate_version: Some(2),
+        gates: Some(serde_json::json!([{"gate": "beats_champion", "passed": true}])),
+        message: "rmse 50 < 80".into(),
+    };
+    assert!(store.finish_retrain(id, &outcome).await.unwrap());
+    assert!(
+        !store.finish_retrain(id, &outcome).await.unwrap(),
+        "finished twice"
+    );
+    let next = store
+        .start_retrain(&start("alert:data_drift"), day)
+        .await
+        .unwrap()
+        .expect("the model is free again");
+    // A run whose controller died is closed as failed by the next start.
+    assert_eq!(
+        store.start_retrain(&start("schedule"), day).await.unwrap(),
+        None
+    );
+    let taken_over = store
+        .start_retrain(&start("schedule"), -1)
+        .await
+        .unwrap()
+        .expect("the abandoned run no longer holds the model");
+    let all = store.retrains(Some(&model), 10).await.unwrap();
+    assert_eq!(
+        all.iter()
+            .map(|r| (r.id, r.state.as_str()))
+            .collect::<Vec<_>>(),
+        [(taken_over, "running"), (next, "failed"), (id, "promoted")]
+    );
+    assert!(all[1].message.as_deref().unwrap().contains("abandoned"));
+    let done = &all[2];
+    assert_eq!(done.start, start("schedule"));
+    assert_eq!(
+        (
+            done.labelled_rows,
+            done.feedback_cursor,
+            done.run_id,
+            done.candidate_version
+        ),
+        (42, 7, Some(3), Some(2))
+    );
+    assert_eq!(done.gates, outcome.gates);
+    assert!(done.finished_at.unwrap() >= done.started_at);
+    assert!(store.retrains(None, 100).await.unwrap().len() >= 3);
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -717,6 +815,7 @@ async fn sqlite_backend() {
     exercise_feedback(MetaStore::connect(&url).await.unwrap()).await;
     exercise_all_aliases(MetaStore::connect(&url).await.unwrap()).await;
     exercise_labels_and_alerts(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_retrains(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -739,6 +838,7 @@ async fn postgres_backend() {
     exercise_feedback(MetaStore::connect(&url).await.unwrap()).await;
     exercise_all_aliases(MetaStore::connect(&url).await.unwrap()).await;
     exercise_labels_and_alerts(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_retrains(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
