@@ -45,6 +45,8 @@ max_errors_shown = 20
 
 # One table per dataset. Everything is optional: with no table, the schema is inferred.
 # [datasets.NAME]
+# like = "OTHER"                # take OTHER's columns, time column and target (e.g. the
+#                               # traffic replayed later, from the same source)
 # time_column = "date"          # orders rows in time; time ranges and time splits use it
 # target = "label"              # what models will learn to predict
 # policy = "reject"             # "reject": a file with any bad row stores nothing (exit 2);
@@ -71,11 +73,15 @@ max_errors_shown = 20
 # learner = "gbdt"              # gbdt | linear
 # seed = 0                      # seeds the random split, folds and the learner
 # register = "NAME"             # register the trained model under this name
+# window = "56d"                # learn from the rows within this duration of the latest time
+# recency_half_life = "30d"     # weigh rows by recency: this much older counts half (gbdt)
 # [train.split]
 # method = "auto"               # auto (time when the dataset has a time column) | time | random
 # valid_fraction = 0.2          # share of rows (the most recent ones, for time) to validate on
 # cutoff = "2012-07-01"         # time split: validate on rows at or after this date/time
 # folds = 0                     # >= 2: also cross-validate (random splits only)
+# refit = false                 # after evaluation, fit again on training + validation rows
+#                               # (the metrics stay those of the holdout fit)
 # [train.gbdt]
 # iterations = 80               # boosting rounds
 # learning_rate = 0.15
@@ -150,6 +156,31 @@ max_errors_shown = 20
 # [monitor.drift.columns.temp]  # one column's own test and threshold
 # method = "ks"
 # threshold = 0.01
+
+# The retrain controller (`kiln watch`, or inside `kiln serve` when enabled). Its clock is the
+# latest event time in the prediction log, so a replay in simulated time drives it too.
+# [automate]
+# enabled = false               # run it inside kiln serve
+# model = "NAME"                # the model it looks after [default: [train] register]
+# alias = "production"          # the alias the champion holds
+# dataset = "NAME"              # labelled production rows are appended here [default:
+#                               # [train] dataset]
+# schedule = "7d"               # retrain this often (event time), alerts or not
+# on_alerts = ["data_drift"]    # alert rules that trigger it [default: any firing alert]
+# cooldown = "1d"               # event time between two retrainings
+# max_retrains = 24             # at most this many per period
+# period = "7d"
+# min_labelled_rows = 100       # new labelled production rows a retraining needs
+# margin = -0.05                # the candidate vs the champion, on validation rows after the
+#                               # champion's data: 0.02 = at least 2% better, -0.05 = at most
+#                               # 5% worse (its holdout fit knew no more than the champion;
+#                               # with split.refit it then learns the newest rows too)
+# max_latency_ms = 50           # single-row predict latency bound (median of 25)
+# poll = "1s"                   # how often it looks (wall clock)
+# [automate.train]              # [train] keys retrainings override ([train]'s fixed
+# recency_half_life = "30d"     # split.cutoff is dropped: they validate on the newest rows)
+# [automate.train.split]
+# refit = true                  # ship the model refit on validation rows too
 "#;
 
 /// A problem with `kiln.toml`.
@@ -190,6 +221,10 @@ pub struct Config {
     /// `[monitor]`: how drift is tested (read and checked by the monitoring stage).
     #[serde(default)]
     pub monitor: toml::Table,
+    /// `[automate]`: when and how the retrain controller retrains and promotes (read and
+    /// checked by the automation stage).
+    #[serde(default)]
+    pub automate: toml::Table,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -239,6 +274,10 @@ pub enum Policy {
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct DatasetConfig {
+    /// Take the columns, time column and target of another dataset's table (its own keys
+    /// add to or replace them): the training data and the traffic replayed later are two
+    /// datasets of one source.
+    pub like: Option<String>,
     pub time_column: Option<String>,
     pub target: Option<String>,
     #[serde(default)]
@@ -303,6 +342,21 @@ impl Config {
             ));
         }
         for (name, ds) in &self.datasets {
+            if let Some(base) = &ds.like {
+                match self.datasets.get(base) {
+                    None => {
+                        return Err(invalid(format!(
+                            "[datasets.{name}] like = \"{base}\": kiln.toml has no [datasets.{base}]"
+                        )));
+                    }
+                    Some(b) if b.like.is_some() => {
+                        return Err(invalid(format!(
+                            "[datasets.{name}] like = \"{base}\": [datasets.{base}] is itself `like` another; name the original"
+                        )));
+                    }
+                    Some(_) => {}
+                }
+            }
             validate_name("dataset", name).map_err(|source| ConfigError::Name {
                 path: path.to_owned(),
                 source,
@@ -345,9 +399,23 @@ impl Config {
         Ok(())
     }
 
-    /// The settings of dataset `name` (defaults when it has no table).
+    /// The settings of dataset `name` (defaults when it has no table), with those of the
+    /// dataset it is `like` beneath its own.
     pub fn dataset(&self, name: &str) -> DatasetConfig {
-        self.datasets.get(name).cloned().unwrap_or_default()
+        let own = self.datasets.get(name).cloned().unwrap_or_default();
+        let Some(base) = own.like.as_ref().and_then(|b| self.datasets.get(b)) else {
+            return own;
+        };
+        let mut columns = base.columns.clone();
+        columns.extend(own.columns);
+        DatasetConfig {
+            like: own.like,
+            time_column: own.time_column.or_else(|| base.time_column.clone()),
+            target: own.target.or_else(|| base.target.clone()),
+            policy: own.policy,
+            allow_schema_change: own.allow_schema_change,
+            columns,
+        }
     }
 }
 
@@ -361,6 +429,36 @@ mod tests {
         assert_eq!(c.ingest.batch_rows, 65_536);
         assert_eq!(c.log.format.as_deref(), Some("human"));
         assert!(c.datasets.is_empty());
+    }
+
+    #[test]
+    fn a_dataset_like_another_takes_its_columns_beneath_its_own() {
+        let c = Config::parse(
+            "[datasets.a]\ntime_column = \"t\"\ntarget = \"y\"\n[datasets.a.columns.x]\nmin = 0\n\
+             [datasets.a.columns.z]\nmax = 9\n[datasets.b]\nlike = \"a\"\n[datasets.b.columns.z]\nmax = 5\n",
+            Path::new("k.toml"),
+        )
+        .unwrap();
+        let b = c.dataset("b");
+        assert_eq!(
+            (b.time_column.as_deref(), b.target.as_deref()),
+            (Some("t"), Some("y"))
+        );
+        assert_eq!(b.columns["x"].min, Some(0.0));
+        assert_eq!(b.columns["z"].max, Some(5.0), "its own column wins");
+        assert!(c.dataset("a").like.is_none());
+        for (text, needle) in [
+            ("[datasets.b]\nlike = \"nope\"\n", "no [datasets.nope]"),
+            (
+                "[datasets.a]\n[datasets.b]\nlike = \"a\"\n[datasets.c]\nlike = \"b\"\n",
+                "name the original",
+            ),
+        ] {
+            let e = Config::parse(text, Path::new("k.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(needle), "{e}");
+        }
     }
 
     #[test]

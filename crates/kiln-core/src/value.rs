@@ -226,6 +226,24 @@ pub fn parse_duration(text: &str) -> Option<i64> {
     n.checked_mul(unit_us).filter(|v| *v > 0)
 }
 
+/// A duration in microseconds as its largest whole unit (`7d`, `36h`, `90s`, `250ms`): what
+/// [`parse_duration`] reads back.
+pub fn format_duration(us: i64) -> String {
+    for (unit, size) in [
+        ("w", 7 * 86_400_000_000),
+        ("d", 86_400_000_000),
+        ("h", 3_600_000_000),
+        ("m", 60_000_000),
+        ("s", 1_000_000),
+        ("ms", 1_000),
+    ] {
+        if us >= size && us % size == 0 {
+            return format!("{}{unit}", us / size);
+        }
+    }
+    format!("{}ms", us as f64 / 1000.0)
+}
+
 /// A timestamp, from microseconds since the epoch, as RFC 3339.
 pub fn format_timestamp(micros: i64) -> String {
     DateTime::from_timestamp_micros(micros)

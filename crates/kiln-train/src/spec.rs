@@ -77,6 +77,11 @@ pub struct SplitSpec {
     pub cutoff: Option<String>,
     /// At least 2: cross-validate the recipe with this many folds as well.
     pub folds: usize,
+    /// After evaluation, fit the learner again on training and validation rows together (the
+    /// feature pipeline stays the one fitted on training rows). The shipped model then knows
+    /// the newest rows; the metrics, reference and loss model are the holdout fit's.
+    #[serde(skip_serializing_if = "std::ops::Not::not")]
+    pub refit: bool,
 }
 
 impl Default for SplitSpec {
@@ -86,6 +91,7 @@ impl Default for SplitSpec {
             valid_fraction: 0.2,
             cutoff: None,
             folds: 0,
+            refit: false,
         }
     }
 }

@@ -198,12 +198,52 @@ pub async fn train(
 }
 
 /// A model already in production that a new one is compared with on the same validation
-/// rows (its metrics appear under `champion`).
+/// rows: those after the champion's own training data, when enough are (its metrics appear
+/// under `champion`, the candidate's on the same rows under `challenger`).
 #[derive(Clone)]
 pub struct Champion {
     /// `NAME@VERSION`, for the record.
     pub label: String,
     pub artifact: Arc<ModelArtifact>,
+    /// The latest time it learned from (microseconds), when its data had times.
+    pub seen_until: Option<i64>,
+}
+
+/// Fewest validation rows a champion is compared on when only rows it never saw count.
+const MIN_CHAMPION_ROWS: usize = 24;
+
+impl Champion {
+    pub fn new(label: String, artifact: Arc<ModelArtifact>) -> Self {
+        let data = &artifact.evaluation.data;
+        let refit = artifact.lineage.params["split"]["refit"].as_bool() == Some(true);
+        let last = if refit {
+            &data.valid_time
+        } else {
+            &data.train_time
+        };
+        let seen_until = last.as_ref().and_then(|(_, end)| {
+            parse_timestamp(end).or_else(|| parse_date(end).map(|d| i64::from(d) * 86_400_000_000))
+        });
+        Self {
+            label,
+            artifact,
+            seen_until,
+        }
+    }
+}
+
+/// The predictions of `rows`.
+fn select(p: &Predictions, rows: &[usize]) -> Predictions {
+    match p {
+        Predictions::Values(v) => Predictions::Values(rows.iter().map(|r| v[*r]).collect()),
+        Predictions::Probabilities { classes, data } => Predictions::Probabilities {
+            classes: *classes,
+            data: rows
+                .iter()
+                .flat_map(|r| data[r * classes..(r + 1) * classes].iter().copied())
+                .collect(),
+        },
+    }
 }
 
 /// `train`, with the champion scored on the candidate's validation rows as well.
@@ -759,6 +799,7 @@ impl Prepared {
         let labels: Option<Vec<usize>> =
             (task != Task::Regression).then(|| y.iter().map(|v| *v as usize).collect());
         let mut time_info = None;
+        let mut champion_cut = None;
         let split: Split = match self.method {
             SplitMethod::Time => {
                 let tc = self.time_column.clone().unwrap_or_default();
@@ -776,7 +817,29 @@ impl Prepared {
                             })?;
                         time_split_at(&times, cutoff)
                     }
-                    None => time_split(&times, spec.split.valid_fraction)?,
+                    None => {
+                        let s = time_split(&times, spec.split.valid_fraction)?;
+                        // A champion that learned from some of the newest rows would be
+                        // judged on rows it knows: validate on the rows after its data
+                        // instead (the candidate's holdout fit then knows what it knew).
+                        let after = self.champion.as_ref().and_then(|c| c.seen_until);
+                        match after {
+                            Some(until) => {
+                                let unseen = s
+                                    .valid
+                                    .iter()
+                                    .filter(|r| times[**r].is_some_and(|t| t > until))
+                                    .count();
+                                if unseen < s.valid.len() && unseen >= MIN_CHAMPION_ROWS {
+                                    champion_cut = Some(format_time(until, is_date));
+                                    time_split_at(&times, until + 1)
+                                } else {
+                                    s
+                                }
+                            }
+                            None => s,
+                        }
+                    }
                 };
                 time_info = Some((tc, is_date, times));
                 s
@@ -795,10 +858,15 @@ impl Prepared {
             (Some((tc, ..)), Some(c)) => {
                 format!("time on `{tc}`: validate on rows at or after {c}")
             }
-            (Some((tc, ..)), None) => format!(
-                "time on `{tc}`: validate on the most recent {:.0}% of rows",
-                spec.split.valid_fraction * 100.0
-            ),
+            (Some((tc, ..)), None) => match &champion_cut {
+                Some(after) => format!(
+                    "time on `{tc}`: validate on rows after {after}, where the champion's data ends"
+                ),
+                None => format!(
+                    "time on `{tc}`: validate on the most recent {:.0}% of rows",
+                    spec.split.valid_fraction * 100.0
+                ),
+            },
             (None, _) => format!(
                 "random{}: {:.0}% of rows validate (seed {})",
                 if labels.is_some() {
@@ -926,9 +994,45 @@ impl Prepared {
         );
         let mut limitations = Vec::new();
         if let Some(c) = &self.champion {
-            match champion_metrics(c, task, &classes, &valid_batch, &y_valid) {
+            // Judge both on the validation rows the champion never learned from: rows up to
+            // its last training time would flatter it.
+            let times: Vec<Option<i64>> = match &time_info {
+                Some((_, _, times)) => split.valid.iter().map(|r| times[*r]).collect(),
+                None => Vec::new(),
+            };
+            let unseen: Vec<usize> = match c.seen_until {
+                Some(until) if !times.is_empty() => (0..split.valid.len())
+                    .filter(|i| times[*i].is_some_and(|t| t > until))
+                    .collect(),
+                _ => (0..split.valid.len()).collect(),
+            };
+            let rows = if unseen.len() >= MIN_CHAMPION_ROWS {
+                if unseen.len() < split.valid.len() {
+                    limitations.push(format!(
+                        "the champion {} was compared on the {} validation rows after its own training data ended",
+                        c.label,
+                        unseen.len()
+                    ));
+                }
+                unseen
+            } else {
+                limitations.push(format!(
+                    "the champion {} learned from all but {} of the validation rows; it was compared on all {} of them",
+                    c.label,
+                    unseen.len(),
+                    split.valid.len()
+                ));
+                (0..split.valid.len()).collect()
+            };
+            let subset = take(&valid_batch, &rows)?;
+            let y_sub: Vec<f64> = rows.iter().map(|i| y_valid[*i]).collect();
+            match champion_metrics(c, task, &classes, &subset, &y_sub) {
                 Ok(m) => {
                     metrics.insert("champion".into(), m);
+                    metrics.insert(
+                        "challenger".into(),
+                        evaluate::score(task, &classes, &y_sub, &select(&p_model, &rows))?,
+                    );
                 }
                 Err(e) => limitations.push(format!(
                     "the champion {} could not be scored on the validation rows: {e}",
@@ -990,7 +1094,7 @@ impl Prepared {
             &p_base,
             &skip,
         );
-        let importance = evaluate::importance(&model, &pipeline.features);
+        let mut importance = evaluate::importance(&model, &pipeline.features);
 
         // What the validation rows did not cover.
         limitations.extend(self.limitations(&pipeline, &train_batch, &valid_batch, &skip));
@@ -1041,6 +1145,33 @@ impl Prepared {
             }
         };
         timings.insert("monitoring_reference".to_owned(), secs(t));
+
+        // Refit: the same recipe on every row, so the shipped model knows the newest ones.
+        let model = if spec.split.refit && !imported {
+            let t = Instant::now();
+            self.steps.step("refitting on training and validation rows");
+            let mut rows: Vec<usize> = split.train.iter().chain(&split.valid).copied().collect();
+            rows.sort_unstable();
+            let all_batch = take(&batch, &rows)?;
+            let y_all: Vec<f64> = rows.iter().map(|i| y[*i]).collect();
+            let times: Vec<Option<i64>> = match &time_info {
+                Some((_, _, times)) => rows.iter().map(|r| times[*r]).collect(),
+                None => Vec::new(),
+            };
+            let x_all = pipeline.transform(&all_batch)?;
+            let weights = recency_weights(spec, &times);
+            let refit = fit_learner(spec, task, &x_all, &y_all, weights.as_deref())?;
+            importance = evaluate::importance(&refit, &pipeline.features);
+            limitations.push(format!(
+                "refit: the model shipped was fitted again on all {} training and validation rows after evaluation; the metrics above are those of the fit on the {} training rows",
+                rows.len(),
+                split.train.len()
+            ));
+            timings.insert("refit".to_owned(), secs(t));
+            refit
+        } else {
+            model
+        };
 
         let inputs = Schema::new(
             pipeline
