@@ -1,0 +1,448 @@
+//! The retrain controller: one pass decides whether to retrain; a retraining harvests the
+//! labelled production rows, trains a candidate, judges it by the gates and promotes it or
+//! not. Every retraining is recorded with its trigger, gates and outcome.
+//!
+//! The controller's clock is the serving clock: the latest event time in the prediction log.
+//! A replay that sends 2012 in simulated time therefore sees schedules, cool-downs and periods
+//! in simulated time too.
+
+use std::path::PathBuf;
+use std::sync::Arc;
+
+use kiln_core::config::Config;
+use kiln_store::{Alias, Expect, NewRetrain, Retrain, RetrainOutcome, Store, StoreError};
+use kiln_train::registry::{ModelRef, Selector, load, resolve};
+use kiln_train::spec::TrainSpec;
+use kiln_train::train::{Champion, Quiet, train_against};
+use serde::Serialize;
+
+use crate::config::AutomateConfig;
+use crate::gates::{Gate, latency_gate, metric_gates};
+use crate::harvest::{count_new, harvest};
+use crate::{AutomateError, Result};
+
+/// A running retraining older than this (wall clock) was abandoned by its controller.
+const ABANDONED_AFTER_US: i64 = 3_600_000_000;
+/// Who alias moves are recorded as made by.
+pub const ACTOR: &str = "kiln-controller";
+
+/// What one pass did.
+#[derive(Clone, Debug, Serialize)]
+#[serde(tag = "action", rename_all = "snake_case")]
+pub enum Pass {
+    /// Nothing to do, and why.
+    Idle { reason: String },
+    /// A retraining ran (whatever its outcome).
+    Retrained { retrain: Box<Retrain> },
+}
+
+/// The controller of one project: its stores, kiln.toml and `[automate]`.
+#[derive(Clone)]
+pub struct Controller {
+    pub store: Store,
+    pub config: Arc<Config>,
+    pub settings: AutomateConfig,
+    pub scratch: PathBuf,
+    pub code_version: Option<String>,
+}
+
+/// `[train]` with `[automate.train]` over it: keys replace keys, tables merge one level down
+/// (so `[automate.train.split]` changes the split's keys it names and keeps the others).
+fn merged_train(base: &toml::Table, over: &toml::Table) -> toml::Table {
+    let mut t = base.clone();
+    for (k, v) in over {
+        match (t.get_mut(k), v) {
+            (Some(toml::Value::Table(a)), toml::Value::Table(b)) => {
+                for (k2, v2) in b {
+                    a.insert(k2.clone(), v2.clone());
+                }
+            }
+            _ => {
+                t.insert(k.clone(), v.clone());
+            }
+        }
+    }
+    t
+}
+
+impl Controller {
+    /// Reads `[automate]` of `config`; errors name the bad key.
+    pub fn new(
+        store: Store,
+        config: Arc<Config>,
+        scratch: PathBuf,
+        code_version: Option<String>,
+    ) -> Result<Self> {
+        let settings = AutomateConfig::from_table(&config.automate)?;
+        let c = Self {
+            store,
+            config,
+            settings,
+            scratch,
+            code_version,
+        };
+        c.model()?;
+        c.dataset()?;
+        c.spec(None)?;
+        Ok(c)
+    }
+
+    /// The model it keeps healthy.
+    pub fn model(&self) -> Result<String> {
+        self.settings
+            .model
+            .clone()
+            .or_else(|| {
+                self.config
+                    .train
+                    .get("register")
+                    .and_then(|v| v.as_str())
+                    .map(str::to_owned)
+            })
+            .ok_or_else(|| {
+                AutomateError::Input(
+                    "the retrain controller needs a model to look after\nhint: set `model` in [automate], or `register` in [train]".into(),
+                )
+            })
+    }
+
+    /// The dataset labelled rows join.
+    pub fn dataset(&self) -> Result<String> {
+        let from_train = self
+            .config
+            .train
+            .get("dataset")
+            .and_then(|v| v.as_str())
+            .map(|d| d.split('@').next().unwrap_or(d).to_owned());
+        self.settings.dataset.clone().or(from_train).ok_or_else(|| {
+            AutomateError::Input(
+                "the retrain controller needs the dataset that labelled rows are added to\nhint: set `dataset` in [automate], or `dataset` in [train]".into(),
+            )
+        })
+    }
+
+    /// The retraining recipe: `[train]` with `[automate.train]` over it, on `dataset_version`,
+    /// registering under the model. `[train]`'s fixed `split.cutoff` cannot split a growing
+    /// dataset, so it is dropped: retrainings validate on the most recent
+    /// `split.valid_fraction` of rows, or on the rows after the champion's data when it
+    /// learned from some of those (see `kiln_train::train::Champion`).
+    fn spec(&self, dataset_version: Option<i64>) -> Result<TrainSpec> {
+        let mut table = merged_train(&self.config.train, &self.settings.train);
+        if let Some(toml::Value::Table(split)) = table.get_mut("split")
+            && !self.fixed_cutoff()
+        {
+            split.remove("cutoff");
+        }
+        let mut spec = TrainSpec::resolve(&table, &[])
+            .map_err(|e| AutomateError::Input(format!("[automate.train] over [train]: {e}")))?;
+        let dataset = self.dataset()?;
+        spec.dataset = Some(match dataset_version {
+            Some(v) => format!("{dataset}@{v}"),
+            None => dataset,
+        });
+        spec.register = Some(self.model()?);
+        Ok(spec)
+    }
+
+    /// `[automate.train.split] cutoff` fixes the validation rows; otherwise they follow the
+    /// champion.
+    fn fixed_cutoff(&self) -> bool {
+        self.settings
+            .train
+            .get("split")
+            .and_then(|s| s.get("cutoff"))
+            .is_some()
+    }
+
+    /// One pass: retrain if a trigger says so and the guards allow it.
+    pub async fn tick(&self) -> Result<Pass> {
+        let model = self.model()?;
+        let s = &self.settings;
+        let idle = |reason: String| Ok(Pass::Idle { reason });
+        let Some((first, now)) = self.store.meta.prediction_time_range(&model).await? else {
+            return idle(format!("no predictions of `{model}` logged yet"));
+        };
+        let history = self
+            .store
+            .meta
+            .retrains(Some(&model), s.max_retrains as i64 + 1)
+            .await?;
+        let last = history.first();
+        if let Some(r) = last.filter(|r| r.state == "running") {
+            return idle(format!("retraining #{} is running", r.id));
+        }
+        let since = now - last.map_or(first, |r| r.start.event_time);
+        let firing: Vec<String> = self
+            .store
+            .meta
+            .alerts(Some(&model), true, 100)
+            .await?
+            .into_iter()
+            .map(|a| a.alert.rule)
+            .filter(|rule| s.on_alerts.as_ref().is_none_or(|on| on.contains(rule)))
+            .collect();
+        let trigger = if let (Some(rule), true) = (firing.first(), since >= s.cooldown) {
+            format!("alert:{rule}")
+        } else if s.schedule.is_some_and(|every| since >= every) {
+            "schedule".to_owned()
+        } else {
+            return idle(match firing.first() {
+                Some(rule) => format!("alert {rule} is firing, in cool-down"),
+                None => "no trigger".to_owned(),
+            });
+        };
+        let recent = history
+            .iter()
+            .filter(|r| r.start.event_time > now - s.period)
+            .count();
+        if recent >= s.max_retrains {
+            return idle(format!(
+                "{trigger}: already {recent} retrainings in the period (max_retrains = {})",
+                s.max_retrains
+            ));
+        }
+        let cursor = history.iter().map(|r| r.feedback_cursor).max().unwrap_or(0);
+        let new = count_new(&self.store, &model, cursor, s.min_labelled_rows).await?;
+        if new < s.min_labelled_rows {
+            return idle(format!(
+                "{trigger}: {new} new labelled rows, min_labelled_rows = {}",
+                s.min_labelled_rows
+            ));
+        }
+        match self.retrain(&trigger, now, cursor).await? {
+            Some(r) => Ok(Pass::Retrained {
+                retrain: Box::new(r),
+            }),
+            None => idle("another controller is retraining this model".into()),
+        }
+    }
+
+    /// Retrains now (after `cursor`'s labelled rows), records it, and returns the record;
+    /// `None` when another retraining of the model is running.
+    pub async fn retrain(&self, trigger: &str, now: i64, cursor: i64) -> Result<Option<Retrain>> {
+        let model = self.model()?;
+        let meta = &self.store.meta;
+        let champion = meta.alias(&model, &self.settings.alias).await?;
+        let Some(id) = meta
+            .start_retrain(
+                &NewRetrain {
+                    model: model.clone(),
+                    trigger: trigger.to_owned(),
+                    event_time: now,
+                    champion_version: champion.as_ref().map(|a| a.version),
+                },
+                ABANDONED_AFTER_US,
+            )
+            .await?
+        else {
+            return Ok(None);
+        };
+        tracing::info!(model, retrain = id, trigger, "retraining");
+        let mut outcome = RetrainOutcome {
+            state: "failed".into(),
+            feedback_cursor: cursor,
+            ..RetrainOutcome::default()
+        };
+        let state = match self
+            .attempt(id, trigger, &model, champion.as_ref(), &mut outcome)
+            .await
+        {
+            Ok(()) => outcome,
+            Err(e) => RetrainOutcome {
+                state: "failed".into(),
+                message: e.to_string(),
+                ..outcome
+            },
+        };
+        tracing::info!(
+            model,
+            retrain = id,
+            state = state.state,
+            message = state.message,
+            "retrained"
+        );
+        meta.finish_retrain(id, &state).await?;
+        Ok(meta
+            .retrains(Some(&model), 20)
+            .await?
+            .into_iter()
+            .find(|r| r.id == id))
+    }
+
+    async fn attempt(
+        &self,
+        id: i64,
+        trigger: &str,
+        model: &str,
+        champion: Option<&Alias>,
+        out: &mut RetrainOutcome,
+    ) -> Result<()> {
+        let dataset = self.dataset()?;
+        let h = harvest(
+            &self.store,
+            &self.config,
+            &self.scratch,
+            model,
+            &dataset,
+            out.feedback_cursor,
+        )
+        .await?;
+        out.labelled_rows = h.rows as i64;
+        out.feedback_cursor = h.cursor;
+        out.dataset_version = h.version.as_ref().map(|v| v.version);
+        let mut gates = vec![Gate {
+            gate: "data_validation".into(),
+            passed: true,
+            value: Some(h.rows as f64),
+            bound: None,
+            detail: match &h.version {
+                Some(v) => format!(
+                    "{} labelled production rows passed {dataset}'s rules as {dataset}@{}",
+                    h.rows, v.version
+                ),
+                None => "no new labelled rows; trained on the data as it is".into(),
+            },
+        }];
+
+        let champion_model = match champion {
+            Some(a) => {
+                let v = resolve(
+                    &self.store,
+                    &ModelRef {
+                        name: model.to_owned(),
+                        selector: Selector::Version(a.version),
+                    },
+                )
+                .await?;
+                Some(Champion::new(
+                    format!("{model}@{}", a.version),
+                    Arc::new(load(&self.store, &v).await?),
+                ))
+            }
+            None => None,
+        };
+        let spec = self.spec(out.dataset_version)?;
+        let trained = train_against(
+            &self.store,
+            &self.config,
+            &self.scratch,
+            &spec,
+            self.code_version.clone(),
+            Arc::new(Quiet),
+            champion_model.clone(),
+        )
+        .await?;
+        out.run_id = trained.run_id;
+        let candidate = trained.registered.clone().ok_or_else(|| {
+            AutomateError::Input("the candidate was trained but not registered".into())
+        })?;
+        out.candidate_version = Some(candidate.version);
+        gates.extend(metric_gates(
+            &trained.evaluation,
+            champion_model.as_ref().map(|c| c.label.as_str()),
+            self.settings.margin,
+        ));
+        let artifact = load(&self.store, &candidate).await?;
+        let max_ms = self.settings.max_latency_ms;
+        let sample = h.sample.clone();
+        let latency =
+            tokio::task::spawn_blocking(move || latency_gate(&artifact, sample.as_deref(), max_ms))
+                .await
+                .map_err(std::io::Error::other)?;
+        gates.push(latency);
+        let failed: Vec<&Gate> = gates.iter().filter(|g| !g.passed).collect();
+        let summary = |gates: &[&Gate]| {
+            gates
+                .iter()
+                .map(|g| format!("{}: {}", g.gate, g.detail))
+                .collect::<Vec<_>>()
+                .join("; ")
+        };
+        out.gates = serde_json::to_value(&gates).ok();
+        let label = format!("{model}@{}", candidate.version);
+        if !failed.is_empty() {
+            out.state = "rejected".into();
+            out.message = format!("{label} not promoted: {}", summary(&failed));
+            return Ok(());
+        }
+        let vs = gates
+            .iter()
+            .filter(|g| g.gate == "vs_champion")
+            .map(|g| g.detail.clone())
+            .collect::<Vec<_>>()
+            .join("; ");
+        let reason = format!("retrain #{id} ({trigger}): {vs}");
+        let expect = match champion {
+            Some(a) => Expect::Revision(a.revision),
+            None => Expect::Absent,
+        };
+        match self
+            .store
+            .meta
+            .set_alias(
+                model,
+                &self.settings.alias,
+                candidate.version,
+                expect,
+                &reason,
+                ACTOR,
+            )
+            .await
+        {
+            Ok(_) => {
+                out.state = "promoted".into();
+                out.message = format!("{label} is {} now: {vs}", self.settings.alias);
+            }
+            Err(StoreError::Conflict(m)) => {
+                out.state = "rejected".into();
+                out.message = format!("{label} passed every gate, but {m}");
+            }
+            Err(e) => return Err(e.into()),
+        }
+        Ok(())
+    }
+
+    /// Passes every `poll` until `stop` turns true; errors are logged and the next pass
+    /// tries again.
+    pub async fn run(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let every = std::time::Duration::from_millis(self.settings.poll_ms);
+        loop {
+            match self.tick().await {
+                Ok(Pass::Idle { reason }) => tracing::debug!(reason, "controller idle"),
+                Ok(Pass::Retrained { retrain }) => tracing::info!(
+                    retrain = retrain.id,
+                    state = retrain.state,
+                    "controller pass retrained"
+                ),
+                Err(e) => tracing::warn!(error = %e, "controller pass failed"),
+            }
+            tokio::select! {
+                _ = tokio::time::sleep(every) => {}
+                _ = stop.changed() => {}
+            }
+            if *stop.borrow() {
+                return;
+            }
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn automate_train_merges_over_train() {
+        let base: toml::Table = toml::from_str(
+            "learner = \"gbdt\"\n[split]\ncutoff = \"2012-07-01\"\nvalid_fraction = 0.2\n",
+        )
+        .unwrap();
+        let over: toml::Table =
+            toml::from_str("window = \"56d\"\n[split]\nvalid_fraction = 0.1\n").unwrap();
+        let m = merged_train(&base, &over);
+        assert_eq!(m["window"].as_str(), Some("56d"));
+        assert_eq!(m["learner"].as_str(), Some("gbdt"));
+        assert_eq!(m["split"]["valid_fraction"].as_float(), Some(0.1));
+        assert_eq!(m["split"]["cutoff"].as_str(), Some("2012-07-01"));
+    }
+}
