@@ -670,7 +670,7 @@ PY
   else
     project=$SCRATCH/serve-project
     log "serve: preparing the Kiln project: $KILN quickstart --dir $project"
-    "$KILN" quickstart --dir "$project" >"$LOG_DIR/serve-kiln-quickstart.log" 2>&1 ||
+    "$KILN" quickstart --no-replay --dir "$project" >"$LOG_DIR/serve-kiln-quickstart.log" 2>&1 ||
       die "kiln quickstart failed (log: $LOG_DIR/serve-kiln-quickstart.log)"
     (cd "$project" && "$KILN" models alias set production bikes@1 --reason bench) \
       >>"$LOG_DIR/serve-kiln-quickstart.log" 2>&1 ||

@@ -5,6 +5,7 @@
 //! Exit codes: 0 success, 1 failure of the system (store, disk), 2 bad input (file, flags,
 //! config), which is what scripts and CI check.
 
+mod automate;
 mod context;
 mod data;
 mod init;
@@ -12,6 +13,7 @@ mod models;
 mod monitor;
 mod output;
 mod quickstart;
+mod replay;
 mod serve;
 mod train;
 
@@ -97,6 +99,14 @@ enum Command {
     /// Alerts recorded by the server's monitoring
     #[command(subcommand)]
     Alerts(monitor::AlertsCommand),
+    /// Send a time-ordered dataset to a running server as live traffic in simulated time,
+    /// with labels as feedback after a delay
+    Replay(replay::ReplayArgs),
+    /// Run the retrain controller: retrain on alerts or a schedule, gate, promote
+    Watch(automate::WatchArgs),
+    /// Retrainings recorded by the controller: triggers, gates, outcomes
+    #[command(subcommand)]
+    Retrains(automate::RetrainsCommand),
     /// Run the reference example end to end in a fresh home (bike-rental demand)
     Quickstart(quickstart::QuickstartArgs),
 }
@@ -111,8 +121,14 @@ fn main() -> ExitCode {
     }
     let cli = Cli::parse();
     let file_format = context::peek_log_format(&cli.global);
+    // The quickstart tells its own story (alerts, retrainings); its server's warnings about
+    // them would say it twice. -v brings them back.
+    let mut log_args = cli.global.clone();
+    if matches!(cli.command, Command::Quickstart(_)) && cli.global.verbose == 0 {
+        log_args.quiet = true;
+    }
     let _log_guard = output::init_logging(
-        &cli.global,
+        &log_args,
         file_format,
         matches!(cli.command, Command::Serve(_)),
     );
@@ -137,6 +153,9 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(&cli.global, args).await,
             Command::Monitor(args) => monitor::run(&cli.global, args).await,
             Command::Alerts(cmd) => monitor::alerts(&cli.global, cmd).await,
+            Command::Replay(args) => replay::run(&cli.global, args).await,
+            Command::Watch(args) => automate::watch(&cli.global, args).await,
+            Command::Retrains(cmd) => automate::retrains(&cli.global, cmd).await,
             Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
         }
     });

@@ -95,7 +95,7 @@ pub struct AlertsListArgs {
     pub json: bool,
 }
 
-fn parse_time(flag: &str, s: &str) -> Result<i64, CliError> {
+pub fn parse_time(flag: &str, s: &str) -> Result<i64, CliError> {
     kiln_core::value::parse_timestamp(s)
         .or_else(|| kiln_core::value::parse_date(s).map(|d| i64::from(d) * 86_400_000_000))
         .ok_or_else(|| {

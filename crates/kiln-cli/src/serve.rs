@@ -7,7 +7,7 @@ use crate::GlobalArgs;
 use crate::context;
 use crate::output::CliError;
 
-#[derive(Args, Debug)]
+#[derive(Args, Debug, Default)]
 #[command(
     after_help = "Serves every model with a `production` (or other [serve] aliases) alias and \
 follows alias moves. Settings: [serve] in kiln.toml (see `kiln init`). Secrets: KILN_ADMIN_TOKEN \
@@ -27,9 +27,12 @@ pub struct ServeArgs {
     /// `kiln monitor` still reads the log) [default: [monitor] live, or on]
     #[arg(long)]
     pub no_live_monitoring: bool,
+    /// Do not run the retrain controller here even if [automate] enabled = true
+    #[arg(long)]
+    pub no_automation: bool,
 }
 
-fn serve_error(e: ServeError) -> CliError {
+pub fn serve_error(e: ServeError) -> CliError {
     match e {
         ServeError::Config(m) => CliError::input(m),
         ServeError::Store(s) => CliError::from_store(s),
@@ -73,15 +76,18 @@ fn return_freed_memory_promptly() {
     }
 }
 
-pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
-    no_huge_pages();
-    return_freed_memory_promptly();
-    let project = context::open(global).await?;
+/// The server's settings and secrets for `project`: `[serve]` and `[monitor]` of kiln.toml,
+/// the flags, the access log following the rest of the logging.
+pub fn settings(
+    global: &GlobalArgs,
+    project: &context::Project,
+    args: &ServeArgs,
+) -> Result<(ServeConfig, Credentials), CliError> {
     let mut config = ServeConfig::from_table(&project.config.serve).map_err(serve_error)?;
     config.monitor = kiln_watch::rules::MonitorConfig::from_table(&project.config.monitor)
         .map_err(|e| CliError::input(format!("kiln.toml {e}")))?;
-    if let Some(addr) = args.addr {
-        config.addr = addr;
+    if let Some(addr) = &args.addr {
+        config.addr = addr.clone();
     }
     if args.no_prediction_log {
         config.log.enabled = false;
@@ -112,9 +118,28 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
         std::env::var("KILN_API_KEYS").ok(),
     )
     .map_err(serve_error)?;
+    Ok((config, credentials))
+}
+
+pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
+    no_huge_pages();
+    return_freed_memory_promptly();
+    let project = context::open(global).await?;
+    let (config, credentials) = settings(global, &project, &args)?;
     let log_on = config.log.enabled;
     let live_on = log_on && config.monitor.live;
-    let server = Server::bind(project.store, config, credentials.clone())
+    let controller = crate::automate::controller(&project)
+        .ok()
+        .filter(|c| c.settings.enabled && !args.no_automation);
+    if controller.is_none() && !args.no_automation {
+        // Enabled but misconfigured: say why now rather than serve without it silently.
+        if let Ok(s) = kiln_automate::AutomateConfig::from_table(&project.config.automate)
+            && s.enabled
+        {
+            crate::automate::controller(&project)?;
+        }
+    }
+    let server = Server::bind(project.store.clone(), config, credentials.clone())
         .await
         .map_err(serve_error)?;
     let addr = server.local_addr().map_err(serve_error)?;
@@ -148,12 +173,30 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
                 format!("{} configured", credentials.api_keys.len())
             }
         );
+        eprintln!(
+            "  retrain controller: {}",
+            match &controller {
+                Some(c) => format!(
+                    "on, for `{}` (kiln retrains list)",
+                    c.model().unwrap_or_default()
+                ),
+                None => "off ([automate] enabled = false)".into(),
+            }
+        );
         eprintln!("  try: curl http://{addr}/docs");
     }
-    server
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let watcher = controller.map(|c| tokio::spawn(async move { c.run(stop_rx).await }));
+    let served = server
         .run(kiln_serve::shutdown_signal())
         .await
-        .map_err(serve_error)
+        .map_err(serve_error);
+    // A retraining in progress finishes and is recorded before the process ends.
+    let _ = stop_tx.send(true);
+    if let Some(w) = watcher {
+        let _ = w.await;
+    }
+    served
 }
 
 #[cfg(test)]

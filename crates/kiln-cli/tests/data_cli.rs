@@ -727,21 +727,40 @@ fn help_describes_every_command() {
 }
 
 #[test]
-fn quickstart_ingests_the_bundled_example() {
+fn quickstart_sets_up_trains_and_deploys_the_bundled_example() {
     let p = Project::new();
     let dir = p.path("qs");
     let out = p
-        .ok(&["quickstart", "--dir", dir.to_str().unwrap(), "--json"])
+        .ok(&[
+            "quickstart",
+            "--dir",
+            dir.to_str().unwrap(),
+            "--no-replay",
+            "--json",
+        ])
         .json();
-    assert_eq!(out["rows"], 17379);
+    // 2011 to learn from; 2012 is the traffic.
+    assert_eq!(out["rows"], 8645);
     assert_eq!(out["dataset"], "bikes");
     assert_eq!(out["time_min"], "2011-01-01");
+    assert_eq!(out["time_max"], "2011-12-31");
     assert!(Path::new(&dir).join("kiln.toml").exists());
-    // It trains and registers the model and writes its card.
+    assert!(out.get("rmse_ratio_vs_frozen").is_none(), "no replay ran");
+    // It trains, registers and deploys the model and writes its card.
     assert_eq!(out["model"], "bikes@1");
-    assert!(out["metrics"]["model"]["rmse"].as_f64().unwrap() < 131.0);
+    let m = &out["metrics"];
+    assert!(m["model"]["rmse"].as_f64().unwrap() < m["linear"]["rmse"].as_f64().unwrap());
     let card = std::fs::read_to_string(out["card"].as_str().unwrap()).unwrap();
     assert!(card.contains("<h1>Model card: bikes@1</h1>"));
+    let in_dir = |args: &[&str]| {
+        let mut c = p.command();
+        c.current_dir(&dir).args(args);
+        common::finish(c.output().unwrap())
+    };
+    let shown = in_dir(&["models", "show", "bikes@production", "--json"]).json();
+    assert_eq!(shown["version"]["version"], 1);
+    let traffic = in_dir(&["data", "show", "bikes-2012", "--json"]).json();
+    assert_eq!(traffic["version"]["rows"], 8734, "{traffic}");
     // A second quickstart into the same folder refuses instead of mixing projects.
     let r = p.run(&["quickstart", "--dir", dir.to_str().unwrap()]);
     assert_eq!(r.code, 2);

@@ -183,7 +183,11 @@ async fn replay(task: &Task) -> (Project, Serving, reqwest::Client) {
     let (y2011, days) = years();
     let p = Project::new();
     p.ok(&["init", "."]);
+    // The example's own [monitor] gives way to this test's.
+    let example_monitor = "[monitor]\nwindow = \"7d\"\ninterval = \"1s\"\n";
+    assert!(CONFIG.contains(example_monitor));
     let config = CONFIG
+        .replace(example_monitor, "")
         .replace("cutoff = \"2012-07-01\"", "cutoff = \"2011-10-01\"")
         .replace("exclude = [\"casual\", \"registered\"]", task.train);
     p.config(&format!(

@@ -367,6 +367,7 @@ impl LiveMonitor {
                 to: None,
                 after_feedback: Some(cursor),
                 limit: LABELS_PER_TICK,
+                features: false,
             })
             .await
         {

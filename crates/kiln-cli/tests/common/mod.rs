@@ -136,11 +136,18 @@ impl Drop for Serving {
     }
 }
 
-/// Starts `kiln serve` on a free loopback port and waits until it listens.
+/// Starts `kiln serve` on a free loopback port and waits until it listens. The retrain
+/// controller stays off (tests of automation drive it themselves).
 pub fn serve(p: &Project) -> Serving {
+    serve_with(p, &["--no-automation"])
+}
+
+/// `serve` with more flags.
+pub fn serve_with(p: &Project, flags: &[&str]) -> Serving {
     let mut child = p
         .command()
         .args(["serve", "--addr", "127.0.0.1:0"])
+        .args(flags)
         .stderr(Stdio::piped())
         .stdout(Stdio::null())
         .spawn()

@@ -1,0 +1,360 @@
+//! End-to-end tests of the retrain controller (`kiln watch`, `kiln retrains list`) and of
+//! `kiln replay`: the real binary, a real server on loopback, the bundled bike data (2011 to
+//! learn from, 2012 replayed as traffic in simulated time).
+
+mod common;
+
+use std::io::{BufRead, BufReader};
+use std::time::{Duration, Instant};
+
+use common::{Project, Serving, expect_input_error, serve};
+use serde_json::Value;
+
+const CONFIG: &str = include_str!("../../../examples/bikeshare/kiln.toml");
+const DATA: &[u8] = include_bytes!("../../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
+
+/// The bundled CSV split by year: (2011, 2012).
+fn years() -> (String, String) {
+    let mut a = String::new();
+    let mut b = String::new();
+    for (i, line) in BufReader::new(flate2::read::GzDecoder::new(DATA))
+        .lines()
+        .enumerate()
+    {
+        let line = line.unwrap();
+        if i == 0 {
+            a.push_str(&line);
+            a.push('\n');
+            b.push_str(&line);
+            b.push('\n');
+        } else if line.starts_with("2011") {
+            a.push_str(&line);
+            a.push('\n');
+        } else {
+            b.push_str(&line);
+            b.push('\n');
+        }
+    }
+    (a, b)
+}
+
+/// The example's kiln.toml with `automate` in place of its [automate] tables and `extra`
+/// appended.
+fn config(automate: &str, extra: &str) -> String {
+    let cut = CONFIG
+        .find("# The retrain controller")
+        .expect("the example documents its controller");
+    format!("{}{automate}\n{extra}\n", &CONFIG[..cut])
+}
+
+const AUTOMATE: &str = "[automate]\nschedule = \"7d\"\ncooldown = \"3d\"\nmin_labelled_rows = 48\n\
+margin = -0.10\n[automate.train]\nrecency_half_life = \"30d\"\n[automate.train.split]\n\
+valid_fraction = 0.1\nrefit = true\n";
+
+/// `AUTOMATE` with `[automate]` keys set to other values (`key = value` lines).
+fn automate(settings: &str) -> String {
+    let mut lines: Vec<String> = AUTOMATE.lines().map(str::to_owned).collect();
+    for setting in settings.lines() {
+        let key = setting.split('=').next().unwrap().trim();
+        match lines
+            .iter()
+            .position(|l| l.split('=').next().unwrap().trim() == key)
+        {
+            Some(i) => lines[i] = setting.to_owned(),
+            None => lines.insert(1, setting.to_owned()),
+        }
+    }
+    lines.join("\n")
+}
+
+/// 2011 as `bikes` (bikes@1 in production, trained before November), 2012 as `bikes-2012`.
+fn project() -> Project {
+    let p = Project::new();
+    let (y2011, y2012) = years();
+    p.config(&config(AUTOMATE, ""));
+    p.write("bikes-2011.csv", y2011.as_bytes());
+    p.write("bikes-2012.csv", y2012.as_bytes());
+    p.ok(&["data", "add", "bikes-2011.csv", "--dataset", "bikes"]);
+    p.ok(&["data", "add", "bikes-2012.csv", "--dataset", "bikes-2012"]);
+    p.ok(&["train", "--set", "split.cutoff=2011-11-01"]);
+    p.ok(&[
+        "models",
+        "alias",
+        "set",
+        "production",
+        "bikes@1",
+        "--reason",
+        "first",
+    ]);
+    p
+}
+
+fn replay(p: &Project, s: &Serving, from: &str, to: &str, extra: &[&str]) -> Value {
+    let mut args = vec![
+        "replay",
+        "--dataset",
+        "bikes-2012",
+        "--from",
+        from,
+        "--to",
+        to,
+        "--speed",
+        "2000",
+        "--url",
+        &s.url,
+        "--json",
+    ];
+    args.extend_from_slice(extra);
+    p.ok(&args).json()
+}
+
+/// One controller pass, once the server has written `rows` predictions in all.
+fn pass(p: &Project, args: &[&str]) -> Value {
+    let mut all = vec!["watch", "--json"];
+    all.extend_from_slice(args);
+    p.ok(&all).json()
+}
+
+/// Waits until the log holds `rows` predictions of bikes (the server flushes every second).
+fn wait_logged(p: &Project, rows: u64) {
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let m = p.ok(&["monitor", "--model", "bikes", "--json"]).json();
+        let seen = m["overall"]["rows"].as_u64().unwrap_or(0)
+            + m["other_version_rows"].as_u64().unwrap_or(0);
+        if seen >= rows {
+            return;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "only {seen} of {rows} rows logged"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+}
+
+fn production(p: &Project) -> i64 {
+    let shown = p
+        .ok(&["models", "show", "bikes@production", "--json"])
+        .json();
+    shown["version"]["version"].as_i64().unwrap()
+}
+
+#[test]
+fn the_controller_retrains_on_its_triggers_within_its_guards_and_gates() {
+    let p = project();
+    let s = serve(&p);
+    let idle = pass(&p, &["--once"]);
+    assert_eq!(idle["action"], "idle");
+    assert!(idle["reason"].as_str().unwrap().contains("no predictions"));
+
+    // Two weeks of 2012: the schedule (7 days of event time) is due.
+    let sent = replay(&p, &s, "2012-01-01", "2012-01-15", &[]);
+    let rows = sent["rows"].as_u64().unwrap();
+    assert!(rows > 300, "{sent}");
+    assert_eq!(sent["labels_sent"], rows);
+    wait_logged(&p, rows);
+    let done = pass(&p, &["--once"]);
+    assert_eq!(done["action"], "retrained", "{done}");
+    let r = &done["retrain"];
+    assert_eq!(r["trigger"], "schedule");
+    assert_eq!(r["state"], "promoted", "{r}");
+    assert_eq!(
+        r["labelled_rows"], rows,
+        "every labelled row joined the data"
+    );
+    assert_eq!(r["dataset_version"], 2);
+    assert_eq!(r["champion_version"], 1);
+    let gates: Vec<&str> = r["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| {
+            assert_eq!(g["passed"], true, "{g}");
+            g["gate"].as_str().unwrap()
+        })
+        .collect();
+    assert_eq!(
+        gates,
+        [
+            "data_validation",
+            "beats_baseline",
+            "vs_champion",
+            "latency"
+        ]
+    );
+    let candidate = r["candidate_version"].as_i64().unwrap();
+    assert_eq!(production(&p), candidate);
+    // The move is in the alias history with its reason and actor.
+    let history = p
+        .ok(&["models", "alias", "history", "bikes", "--json"])
+        .json();
+    let last = history.as_array().unwrap().last().unwrap().clone();
+    assert_eq!(last["actor"], "kiln-controller", "{history}");
+    assert!(
+        last["reason"]
+            .as_str()
+            .unwrap()
+            .starts_with("retrain #1 (schedule)"),
+        "{last}"
+    );
+    // The data grew by the labelled rows, as a new snapshot with its parent.
+    let log = p.ok(&["data", "log", "bikes", "--json"]).json();
+    assert_eq!(log.as_array().unwrap().len(), 2, "{log}");
+    // Nothing new since: no second retraining.
+    let again = pass(&p, &["--once"]);
+    assert_eq!(again["action"], "idle", "{again}");
+
+    // A week more, but the guards say no.
+    let sent = replay(&p, &s, "2012-01-15", "2012-01-22", &[]);
+    wait_logged(&p, rows + sent["rows"].as_u64().unwrap());
+    let with = |settings: &str, extra: &str| {
+        p.config(&config(&automate(settings), extra));
+    };
+    with("schedule = \"1d\"\nmin_labelled_rows = 100000", "");
+    let idle = pass(&p, &["--once"]);
+    assert!(
+        idle["reason"]
+            .as_str()
+            .unwrap()
+            .contains("min_labelled_rows"),
+        "{idle}"
+    );
+    with("schedule = \"1d\"\nmax_retrains = 1\nperiod = \"30d\"", "");
+    let idle = pass(&p, &["--once"]);
+    assert!(
+        idle["reason"]
+            .as_str()
+            .unwrap()
+            .contains("max_retrains = 1"),
+        "{idle}"
+    );
+
+    // Rows that break the dataset's rules fail the retraining; production stays.
+    let strict = config(&automate("schedule = \"1d\""), "").replace(
+        "[datasets.bikes.columns.temp]\ntype = \"numeric\"\nmin = -20.0\nmax = 50.0",
+        "[datasets.bikes.columns.temp]\ntype = \"numeric\"\nmin = -20.0\nmax = 5.0",
+    );
+    assert!(strict.contains("max = 5.0"));
+    p.config(&strict);
+    let failed = pass(&p, &["--once"]);
+    assert_eq!(failed["retrain"]["state"], "failed", "{failed}");
+    let why = failed["retrain"]["message"].as_str().unwrap();
+    assert!(
+        why.contains("validation failed for dataset `bikes`"),
+        "{why}"
+    );
+    assert_eq!(production(&p), candidate);
+
+    // A candidate that must be 90% better, or predict a row in a nanosecond, is registered
+    // but not promoted; the failed gate says why with its numbers.
+    for (setting, gate) in [
+        ("margin = 0.9", "vs_champion"),
+        ("max_latency_ms = 0.000001", "latency"),
+    ] {
+        with(&format!("schedule = \"1d\"\n{setting}"), "");
+        let out = pass(&p, &["--now"]);
+        let r = &out["retrain"];
+        assert_eq!(r["state"], "rejected", "{out}");
+        let failed: Vec<&Value> = r["gates"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .filter(|g| g["passed"] == false)
+            .collect();
+        assert_eq!(failed.len(), 1, "{r}");
+        assert_eq!(failed[0]["gate"], gate);
+        assert!(failed[0]["value"].as_f64().is_some() && failed[0]["bound"].as_f64().is_some());
+        assert!(r["message"].as_str().unwrap().contains(gate));
+        assert_eq!(
+            production(&p),
+            candidate,
+            "a rejected candidate never serves"
+        );
+    }
+    let list = p.ok(&["retrains", "list", "--json"]).json();
+    let states: Vec<&str> = list
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|r| r["state"].as_str().unwrap())
+        .collect();
+    assert_eq!(states, ["rejected", "rejected", "failed", "promoted"]);
+    let table = p.ok(&["retrains", "list"]).stdout;
+    assert!(
+        table.contains("schedule") && table.contains("manual"),
+        "{table}"
+    );
+    drop(s);
+}
+
+#[test]
+fn replay_sends_simulated_time_and_labels_and_refuses_bad_input() {
+    let p = project();
+    let s = serve(&p);
+    let (_, y2012) = years();
+    let week = y2012
+        .lines()
+        .skip(1)
+        .filter(|l| *l >= "2012-01-01" && *l < "2012-01-08")
+        .count() as u64;
+    let sent = replay(&p, &s, "2012-01-01", "2012-01-08", &["--label-delay", "2d"]);
+    assert_eq!(sent["rows"], week);
+    assert_eq!(sent["requests"], 7, "one request per day of the dataset");
+    assert_eq!(sent["failed_requests"], 0);
+    assert_eq!(sent["labels_sent"], week);
+    assert_eq!(sent["first_time"], "2012-01-01T00:00:00Z");
+    wait_logged(&p, week);
+    // The log holds the simulated times: one window per day, each day's rows in it.
+    let m = p
+        .ok(&["monitor", "--model", "bikes", "--window", "1d", "--json"])
+        .json();
+    let windows = m["windows"].as_array().unwrap();
+    assert_eq!(windows.len(), 7, "{m}");
+    // 2012-01-01T00:00:00Z in microseconds since the epoch, then one day apart.
+    let day = 86_400_000_000_i64;
+    for (i, w) in windows.iter().enumerate() {
+        assert_eq!(
+            w["start"].as_i64().unwrap(),
+            1_325_376_000_000_000 + i as i64 * day
+        );
+    }
+    let per_day: Vec<u64> = windows
+        .iter()
+        .map(|w| w["rows"].as_u64().unwrap())
+        .collect();
+    assert_eq!(per_day.iter().sum::<u64>(), week);
+    // Every label joined its prediction: realized performance over all of them.
+    assert_eq!(m["overall"]["labelled_rows"], week, "{}", m["overall"]);
+
+    // Bad input: named, with exit code 2; no server: exit 1 with a hint.
+    let bad = |extra: &[&str], needle: &str| {
+        let mut args = vec!["replay", "--url", s.url.as_str()];
+        args.extend_from_slice(extra);
+        expect_input_error(&p.run(&args), needle);
+    };
+    bad(&["--dataset", "nope"], "nope");
+    bad(
+        &["--dataset", "bikes-2012", "--from", "January"],
+        "--from `January`",
+    );
+    bad(&["--dataset", "bikes-2012", "--speed", "0"], "--speed");
+    bad(
+        &["--dataset", "bikes-2012", "--label-delay", "soon"],
+        "--label-delay",
+    );
+    bad(
+        &["--dataset", "bikes-2012", "--time-column", "temp"],
+        "dates or timestamps",
+    );
+    drop(s);
+    let gone = p.run(&[
+        "replay",
+        "--dataset",
+        "bikes-2012",
+        "--url",
+        "http://127.0.0.1:9",
+    ]);
+    assert_eq!(gone.code, 1, "{}", gone.stderr);
+    assert!(gone.stderr.contains("no server answers"), "{}", gone.stderr);
+}
