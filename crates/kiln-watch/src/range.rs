@@ -173,6 +173,7 @@ pub async fn monitor_range(meta: &MetaStore, req: &RangeRequest<'_>) -> Result<M
                 to: req.to,
                 after_feedback,
                 limit: PAGE,
+                features: false,
             })
             .await?;
         let Some(last) = page.last() else { break };
