@@ -128,17 +128,14 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
     let (config, credentials) = settings(global, &project, &args)?;
     let log_on = config.log.enabled;
     let live_on = log_on && config.monitor.live;
-    let controller = crate::automate::controller(&project)
-        .ok()
-        .filter(|c| c.settings.enabled && !args.no_automation);
-    if controller.is_none() && !args.no_automation {
-        // Enabled but misconfigured: say why now rather than serve without it silently.
-        if let Ok(s) = kiln_automate::AutomateConfig::from_table(&project.config.automate)
-            && s.enabled
-        {
-            crate::automate::controller(&project)?;
-        }
-    }
+    // [automate] is checked even when it is off: a typo there is an error now, not later.
+    let automate = kiln_automate::AutomateConfig::from_table(&project.config.automate)
+        .map_err(|e| CliError::input(format!("kiln.toml {e}")))?;
+    let controller = if automate.enabled && !args.no_automation {
+        Some(crate::automate::controller(&project)?)
+    } else {
+        None
+    };
     let server = Server::bind(project.store.clone(), config, credentials.clone())
         .await
         .map_err(serve_error)?;

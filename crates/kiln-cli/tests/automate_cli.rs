@@ -348,6 +348,10 @@ fn replay_sends_simulated_time_and_labels_and_refuses_bad_input() {
         "dates or timestamps",
     );
     drop(s);
+    // A mistake in [automate] stops the server at start, on or off.
+    p.config(&config(&automate("schedule = \"weekly\""), ""));
+    expect_input_error(&p.run(&["serve", "--addr", "127.0.0.1:0"]), "schedule");
+    expect_input_error(&p.run(&["watch", "--once"]), "not a duration");
     let gone = p.run(&[
         "replay",
         "--dataset",
