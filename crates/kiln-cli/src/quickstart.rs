@@ -270,9 +270,41 @@ async fn compare(
     Ok((months, rmse(&all_f), rmse(&all_a), kept.len() as u64))
 }
 
-/// Prints alerts and retrainings as the server and the controller record them.
+/// Retrainings of one month of event time, for the narration.
+#[derive(Default)]
+struct MonthOfRetrains {
+    month: String,
+    promoted: u32,
+    rejected: u32,
+    failed: u32,
+    production: Option<i64>,
+}
+
+impl MonthOfRetrains {
+    fn print(&self) {
+        if self.month.is_empty() {
+            return;
+        }
+        println!(
+            "   {}: {} retrainings, {} promoted, {} rejected by a gate, {} failed{}",
+            self.month,
+            self.promoted + self.rejected + self.failed,
+            self.promoted,
+            self.rejected,
+            self.failed,
+            self.production
+                .map(|v| format!("; production is {MODEL}@{v}"))
+                .unwrap_or_default()
+        );
+    }
+}
+
+/// Prints alerts as they fire, failed retrainings as they fail, and each month's
+/// retrainings in one line (`kiln retrains list` has every one).
 async fn narrate(store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
     let (mut alert_seen, mut retrain_seen) = (0, 0);
+    let mut month = MonthOfRetrains::default();
+    let mut stopping = false;
     loop {
         if let Ok(list) = store.meta.alerts(Some(MODEL), false, 50).await {
             let since = alert_seen;
@@ -295,20 +327,45 @@ async fn narrate(store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
                 .filter(|r| r.id > since)
                 .take_while(|r| r.state != "running")
             {
-                println!(
-                    "   retrain #{} ({} at {}): {} — {}",
-                    r.id,
-                    r.start.trigger,
-                    crate::monitor::format_time(r.start.event_time),
-                    r.state,
-                    r.message.as_deref().unwrap_or("")
-                );
+                let m = month_of(r.start.event_time);
+                if m != month.month {
+                    month.print();
+                    month = MonthOfRetrains {
+                        month: m,
+                        ..MonthOfRetrains::default()
+                    };
+                }
+                match r.state.as_str() {
+                    "promoted" => {
+                        month.promoted += 1;
+                        month.production = r.candidate_version;
+                    }
+                    "rejected" => month.rejected += 1,
+                    _ => {
+                        month.failed += 1;
+                        println!(
+                            "   retrain #{} ({} at {}) failed: {}",
+                            r.id,
+                            r.start.trigger,
+                            crate::monitor::format_time(r.start.event_time),
+                            r.message
+                                .as_deref()
+                                .and_then(|m| m.lines().next())
+                                .unwrap_or("")
+                        );
+                    }
+                }
                 retrain_seen = r.id;
             }
         }
+        if stopping {
+            month.print();
+            return;
+        }
         tokio::select! {
             _ = tokio::time::sleep(Duration::from_millis(300)) => {}
-            _ = stop.changed() => return,
+            // One more look, then the last month's line.
+            _ = stop.changed() => stopping = true,
         }
     }
 }
@@ -507,7 +564,8 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
         (tx, tokio::spawn(async move { c.run(rx).await }))
     };
     let (pause_tx, controller_task) = start_controller();
-    let narrator = talk.then(|| tokio::spawn(narrate(project.store.clone(), stop_rx.clone())));
+    let (narrator_stop, narrator_rx) = tokio::sync::watch::channel(false);
+    let narrator = talk.then(|| tokio::spawn(narrate(project.store.clone(), narrator_rx)));
     let s = &controller.settings;
     say(String::new());
     say(format!(
@@ -540,24 +598,14 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
             .and_then(|k| k.split(',').next().map(str::to_owned)),
         json: args.json,
     };
-    let last_month = std::sync::Mutex::new(String::new());
-    let progress = |t: i64, r: &ReplaySummary| {
-        let month = month_of(t);
-        if let Ok(mut last) = last_month.lock()
-            && *last != month
-        {
-            if talk {
-                println!("   -- {month}  ({} rows sent so far)", count(r.rows));
-            }
-            *last = month;
-        }
-    };
+    let progress = |_: i64, _: &ReplaySummary| {};
     let replayed = replay(&project, &replay_args, &progress).await;
     let replayed = match replayed {
         Ok(r) => r,
         Err(e) => {
             let _ = stop_tx.send(true);
             let _ = pause_tx.send(true);
+            let _ = narrator_stop.send(true);
             return Err(e);
         }
     };
@@ -579,6 +627,10 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
     }
     let _ = pause_tx.send(true);
     let _ = controller_task.await;
+    let _ = narrator_stop.send(true);
+    if let Some(n) = narrator {
+        let _ = n.await;
+    }
 
     let (months, rmse_frozen, rmse_automated, labelled_rows) =
         compare(&project.store, &artifact).await?;
@@ -661,9 +713,6 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
     if let Some((pause, task)) = controller_task {
         let _ = pause.send(true);
         let _ = task.await;
-    }
-    if let Some(n) = narrator {
-        let _ = n.await;
     }
     match server_task.await {
         Ok(r) => r.map_err(crate::serve::serve_error)?,
