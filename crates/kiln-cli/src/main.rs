@@ -107,7 +107,8 @@ enum Command {
     /// Retrainings recorded by the controller: triggers, gates, outcomes
     #[command(subcommand)]
     Retrains(automate::RetrainsCommand),
-    /// Run the reference example end to end in a fresh home (bike-rental demand)
+    /// Run the reference deployment end to end in a fresh home (bike-rental demand): train on
+    /// 2011, serve, replay 2012 with automatic retraining, compare with the frozen model
     Quickstart(quickstart::QuickstartArgs),
 }
 
