@@ -402,12 +402,11 @@ impl Controller {
         Ok(())
     }
 
-    /// Passes every `poll` until `stop` turns true; errors are logged and the next pass
-    /// tries again.
-    pub async fn run(&self, mut stop: tokio::sync::watch::Receiver<bool>) {
-        let every = std::time::Duration::from_millis(self.settings.poll_ms);
-        loop {
-            match self.tick().await {
+    /// Passes every `poll` until `stop` turns true; each pass is logged, and errors do not
+    /// stop it (the next pass tries again).
+    pub async fn run(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        self.run_with(stop, |pass| {
+            match pass {
                 Ok(Pass::Idle { reason }) => tracing::debug!(reason, "controller idle"),
                 Ok(Pass::Retrained { retrain }) => tracing::info!(
                     retrain = retrain.id,
@@ -415,6 +414,22 @@ impl Controller {
                     "controller pass retrained"
                 ),
                 Err(e) => tracing::warn!(error = %e, "controller pass failed"),
+            }
+            true
+        })
+        .await
+    }
+
+    /// Passes every `poll` until `stop` turns true or `on_pass` returns false.
+    pub async fn run_with(
+        &self,
+        mut stop: tokio::sync::watch::Receiver<bool>,
+        mut on_pass: impl FnMut(Result<Pass>) -> bool,
+    ) {
+        let every = std::time::Duration::from_millis(self.settings.poll_ms);
+        loop {
+            if !on_pass(self.tick().await) {
+                return;
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}

@@ -138,21 +138,26 @@ pub async fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<(), CliError>
             c.settings.poll_ms
         );
     }
-    let every = std::time::Duration::from_millis(c.settings.poll_ms);
-    let stop = kiln_serve::shutdown_signal();
-    tokio::pin!(stop);
-    loop {
-        match c.tick().await {
-            Ok(p @ Pass::Retrained { .. }) => print_pass(&p, args.json)?,
-            Ok(p) if args.json => print_pass(&p, true)?,
-            Ok(_) => {}
-            Err(e) => crate::output::print_error(&automate_error(e)),
-        }
-        tokio::select! {
-            _ = tokio::time::sleep(every) => {}
-            _ = &mut stop => return Ok(()),
-        }
-    }
+    let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        kiln_serve::shutdown_signal().await;
+        let _ = stop_tx.send(true);
+    });
+    let mut failed = None;
+    c.run_with(stop_rx, |pass| {
+        let printed = match pass {
+            Ok(p @ Pass::Retrained { .. }) => print_pass(&p, args.json),
+            Ok(p) if args.json => print_pass(&p, true),
+            Ok(_) => Ok(()),
+            Err(e) => {
+                crate::output::print_error(&automate_error(e));
+                Ok(())
+            }
+        };
+        printed.map_err(|e| failed = Some(e)).is_ok()
+    })
+    .await;
+    failed.map_or(Ok(()), Err)
 }
 
 pub async fn retrains(global: &GlobalArgs, cmd: RetrainsCommand) -> Result<(), CliError> {
