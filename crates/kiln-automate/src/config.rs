@@ -5,6 +5,7 @@ use kiln_core::value::parse_duration;
 use serde::Deserialize;
 
 use crate::AutomateError;
+use crate::rollout::{RolloutConfig, Strategy};
 
 /// The controller's settings, checked in full.
 #[derive(Clone, Debug, PartialEq)]
@@ -37,6 +38,10 @@ pub struct AutomateConfig {
     pub poll_ms: u64,
     /// `[train]` keys that retrainings override (e.g. `window`, `recency_half_life`).
     pub train: toml::Table,
+    /// How a candidate that passed the gates reaches traffic.
+    pub strategy: Strategy,
+    /// `[automate.rollout]`: how a shadow or canary rollout is judged.
+    pub rollout: RolloutConfig,
 }
 
 impl Default for AutomateConfig {
@@ -57,6 +62,8 @@ impl Default for AutomateConfig {
             max_latency_ms: 50.0,
             poll_ms: 1000,
             train: toml::Table::new(),
+            strategy: Strategy::Direct,
+            rollout: RolloutConfig::default(),
         }
     }
 }
@@ -78,6 +85,8 @@ struct Section {
     max_latency_ms: Option<f64>,
     poll: Option<String>,
     train: Option<toml::Table>,
+    strategy: Option<String>,
+    rollout: Option<toml::Table>,
 }
 
 impl AutomateConfig {
@@ -134,6 +143,15 @@ impl AutomateConfig {
             max_latency_ms,
             poll_ms: duration("poll", &s.poll)?.map_or(d.poll_ms, |us| (us / 1000).max(1) as u64),
             train: s.train.unwrap_or_default(),
+            strategy: match s.strategy.as_deref() {
+                None => d.strategy,
+                Some(t) => Strategy::parse(t).ok_or_else(|| {
+                    AutomateError::Input(format!(
+                        "[automate] strategy = \"{t}\": use direct, shadow or canary"
+                    ))
+                })?,
+            },
+            rollout: RolloutConfig::from_table(&s.rollout.unwrap_or_default())?,
         })
     }
 }
@@ -166,6 +184,8 @@ mod tests {
             ("max_latency_ms = -1.0", "positive"),
             ("retrain = true", "retrain"),
             ("model = \"../x\"", "model"),
+            ("strategy = \"blue-green\"", "direct, shadow or canary"),
+            ("[rollout]\nsamples = 3", "samples"),
         ] {
             let e = parse(text).unwrap_err().to_string();
             assert!(e.contains(needle), "{text}: {e}");

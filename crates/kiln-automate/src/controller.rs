@@ -10,7 +10,7 @@ use std::path::PathBuf;
 use std::sync::Arc;
 
 use kiln_core::config::Config;
-use kiln_store::{Alias, Expect, NewRetrain, Retrain, RetrainOutcome, Store, StoreError};
+use kiln_store::{Alias, Expect, NewRetrain, Retrain, RetrainOutcome, Rollout, Store, StoreError};
 use kiln_train::registry::{ModelRef, Selector, load, resolve};
 use kiln_train::spec::TrainSpec;
 use kiln_train::train::{Champion, Quiet, train_against};
@@ -19,6 +19,7 @@ use serde::Serialize;
 use crate::config::AutomateConfig;
 use crate::gates::{Gate, latency_gate, metric_gates};
 use crate::harvest::{count_new, harvest};
+use crate::rollout::{self, Strategy};
 use crate::{AutomateError, Result};
 
 /// A running retraining older than this (wall clock) was abandoned by its controller.
@@ -34,6 +35,8 @@ pub enum Pass {
     Idle { reason: String },
     /// A retraining ran (whatever its outcome).
     Retrained { retrain: Box<Retrain> },
+    /// A running rollout was judged (it may have ended).
+    Judged { rollout: Box<Rollout> },
 }
 
 /// The controller of one project: its stores, kiln.toml and `[automate]`.
@@ -162,6 +165,20 @@ impl Controller {
         let Some((first, now)) = self.store.meta.prediction_time_range(&model).await? else {
             return idle(format!("no predictions of `{model}` logged yet"));
         };
+        // A running rollout is judged first, and no retraining starts while it runs.
+        if let Some(r) = self
+            .store
+            .meta
+            .rollouts(Some(&model), true, 1)
+            .await?
+            .into_iter()
+            .next()
+        {
+            let judged = rollout::advance(&self.store, &s.rollout, &r, now, ACTOR).await?;
+            return Ok(Pass::Judged {
+                rollout: Box::new(judged),
+            });
+        }
         let history = self
             .store
             .meta
@@ -172,12 +189,20 @@ impl Controller {
             return idle(format!("retraining #{} is running", r.id));
         }
         let since = now - last.map_or(first, |r| r.start.event_time);
+        // Alerts of the version the champion alias serves (not of a shadow, or of a version
+        // that no longer takes traffic).
+        let champion = self.store.meta.alias(&model, &s.alias).await?;
         let firing: Vec<String> = self
             .store
             .meta
             .alerts(Some(&model), true, 100)
             .await?
             .into_iter()
+            .filter(|a| {
+                champion
+                    .as_ref()
+                    .is_none_or(|c| c.version == a.alert.version)
+            })
             .map(|a| a.alert.rule)
             .filter(|rule| s.on_alerts.as_ref().is_none_or(|on| on.contains(rule)))
             .collect();
@@ -372,6 +397,38 @@ impl Controller {
             .collect::<Vec<_>>()
             .join("; ");
         let reason = format!("retrain #{id} ({trigger}): {vs}");
+        if self.settings.strategy != Strategy::Direct {
+            let Some(champion) = champion else {
+                out.state = "rejected".into();
+                out.message = format!(
+                    "{label} passed every gate, but there is no `{}` to roll out against",
+                    self.settings.alias
+                );
+                return Ok(());
+            };
+            let now = self.store.meta.latest_prediction_time(model).await?;
+            let r = rollout::start(
+                &self.store,
+                model,
+                candidate.version,
+                &champion.alias,
+                self.settings.strategy,
+                self.settings.rollout.share,
+                Some(id),
+                now,
+                &rollout::Actor {
+                    name: ACTOR,
+                    reason: &reason,
+                },
+            )
+            .await?;
+            out.state = "deployed".into();
+            out.message = format!(
+                "{label} passed every gate and is on rollout #{} ({}): {vs}",
+                r.id, r.start.strategy
+            );
+            return Ok(());
+        }
         let expect = match champion {
             Some(a) => Expect::Revision(a.revision),
             None => Expect::Absent,
@@ -412,6 +469,15 @@ impl Controller {
                     retrain = retrain.id,
                     state = retrain.state,
                     "controller pass retrained"
+                ),
+                Ok(Pass::Judged { rollout }) if rollout.state == "running" => {
+                    tracing::debug!(rollout = rollout.id, "rollout continues")
+                }
+                Ok(Pass::Judged { rollout }) => tracing::info!(
+                    rollout = rollout.id,
+                    state = rollout.state,
+                    message = rollout.message,
+                    "rollout ended"
                 ),
                 Err(e) => tracing::warn!(error = %e, "controller pass failed"),
             }

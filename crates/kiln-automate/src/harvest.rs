@@ -13,7 +13,7 @@ use kiln_core::config::Config;
 use kiln_core::schema::FeatureType;
 use kiln_core::value::{format_days, format_timestamp};
 use kiln_data::{AddOptions, add};
-use kiln_store::{DatasetVersion, LabelQuery, Store};
+use kiln_store::{DatasetVersion, LabelQuery, LabelledPrediction, Store};
 use serde_json::Value;
 
 use crate::{AutomateError, Result};
@@ -45,9 +45,52 @@ pub async fn count_new(store: &Store, model: &str, cursor: i64, need: u64) -> Re
             after_feedback: Some(cursor),
             limit: need.min(i64::MAX as u64) as i64,
             features: false,
+            served_only: true,
         })
         .await?;
     Ok(rows.len() as u64)
+}
+
+/// Every labelled prediction `q` selects after its `after_feedback` cursor, read `q.limit` at a
+/// time, and the last feedback id read (the cursor for the next call; the given one when
+/// there is nothing new).
+pub async fn labelled_after(
+    store: &Store,
+    q: &LabelQuery,
+) -> Result<(Vec<LabelledPrediction>, i64)> {
+    let mut out = Vec::new();
+    let mut last = q.after_feedback.unwrap_or(0);
+    let page_size = q.limit.max(2);
+    loop {
+        let page = store
+            .meta
+            .labelled_predictions(&LabelQuery {
+                after_feedback: Some(last),
+                limit: page_size,
+                ..q.clone()
+            })
+            .await?;
+        let Some(end) = page.last().map(|l| l.feedback_id) else {
+            break;
+        };
+        // A page may end inside one feedback item's rows: keep reading from its id, and take
+        // only whole items of this page.
+        let full =
+            page.len() as i64 == page_size && page.first().map(|l| l.feedback_id) != Some(end);
+        if !full {
+            out.extend(page);
+            last = end;
+            break;
+        }
+        last = page
+            .iter()
+            .map(|l| l.feedback_id)
+            .filter(|f| *f < end)
+            .max()
+            .unwrap_or(end);
+        out.extend(page.into_iter().filter(|l| l.feedback_id != end));
+    }
+    Ok((out, last))
 }
 
 /// A JSON scalar as a CSV cell: strings as they are, numbers and booleans as written, null
@@ -88,49 +131,25 @@ pub async fn harvest(
     let time_column = record.as_ref().and_then(|d| d.time_column.clone());
 
     // Newest label per prediction, in feedback order.
+    let (labelled, last) = labelled_after(
+        store,
+        &LabelQuery {
+            model: model.to_owned(),
+            from: None,
+            to: None,
+            after_feedback: Some(cursor),
+            limit: PAGE,
+            features: true,
+            served_only: true,
+        },
+    )
+    .await?;
     let mut by_prediction: BTreeMap<i64, (i64, String, String)> = BTreeMap::new();
-    let mut last = cursor;
-    loop {
-        let page = store
-            .meta
-            .labelled_predictions(&LabelQuery {
-                model: model.to_owned(),
-                from: None,
-                to: None,
-                after_feedback: Some(last),
-                limit: PAGE,
-                features: true,
-            })
-            .await?;
-        let Some(end) = page.last().map(|l| l.feedback_id) else {
-            break;
-        };
-        // A page may end inside one feedback item's rows: keep reading from its id, and take
-        // only whole items of this page.
-        let full = page.len() as i64 == PAGE && page.first().map(|l| l.feedback_id) != Some(end);
-        for l in &page {
-            if full && l.feedback_id == end {
-                break;
-            }
-            by_prediction.insert(
-                l.prediction_id,
-                (
-                    l.time,
-                    l.features.clone().unwrap_or_default(),
-                    l.label.clone(),
-                ),
-            );
-        }
-        if !full {
-            last = end;
-            break;
-        }
-        last = page
-            .iter()
-            .map(|l| l.feedback_id)
-            .filter(|f| *f < end)
-            .max()
-            .unwrap_or(end);
+    for l in labelled {
+        by_prediction.insert(
+            l.prediction_id,
+            (l.time, l.features.unwrap_or_default(), l.label),
+        );
     }
     if by_prediction.is_empty() {
         return Ok(Harvest {

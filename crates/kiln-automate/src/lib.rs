@@ -8,6 +8,11 @@
 //! the champion on the candidate's validation rows, and promotes the candidate only when every
 //! gate passes. Every retraining, its gates' numbers and its outcome are stored.
 //!
+//! A candidate that passes reaches traffic by `[automate] strategy`: at once (`direct`), or
+//! through a `shadow` or `canary` rollout that later passes judge on live labelled rows
+//! ([`rollout`]): promoted when a fixed-sample test shows it better, rolled back when it
+//! breaches a bound, discarded otherwise.
+//!
 //! The controller runs inside `kiln serve` (`[automate] enabled = true`) or as its own
 //! process (`kiln watch`); the store allows one running retraining per model, so several
 //! controllers never retrain the same model at once.
@@ -16,9 +21,11 @@ pub mod config;
 pub mod controller;
 pub mod gates;
 pub mod harvest;
+pub mod rollout;
 
 pub use config::AutomateConfig;
 pub use controller::{Controller, Pass};
+pub use rollout::{RolloutConfig, Strategy};
 
 /// What can go wrong in automation.
 #[derive(Debug, thiserror::Error)]

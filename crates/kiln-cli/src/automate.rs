@@ -1,4 +1,5 @@
-//! `kiln watch` (the retrain controller as its own process) and `kiln retrains list`.
+//! `kiln watch` (the retrain controller as its own process), `kiln retrains list` and
+//! `kiln rollouts` (shadow and canary rollouts: list, start by hand, stop).
 
 use std::sync::Arc;
 
@@ -50,6 +51,59 @@ pub struct RetrainsListArgs {
     pub json: bool,
 }
 
+#[derive(Subcommand, Debug)]
+pub enum RolloutsCommand {
+    /// Rollouts, newest first: strategy, challenger, champion, state and the numbers read
+    List(RolloutsListArgs),
+    /// Put a version on a shadow or canary rollout against production; the controller
+    /// (`kiln serve` with [automate] enabled, or `kiln watch`) judges it by [automate.rollout]
+    Start(RolloutStartArgs),
+    /// End the running rollout of a model: its alias is removed, production stays
+    Stop(RolloutStopArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutsListArgs {
+    /// Only this model's rollouts
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Only running ones
+    #[arg(long)]
+    pub running: bool,
+    #[arg(long, default_value_t = 50)]
+    pub limit: i64,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutStartArgs {
+    /// The challenger, NAME@VERSION
+    pub target: String,
+    /// shadow (scores a copy of production's traffic, never answers) or canary (answers a
+    /// share of the requests, sticky by route key)
+    #[arg(long)]
+    pub strategy: String,
+    /// Canary: the share of requests it answers (default: [automate.rollout] share)
+    #[arg(long)]
+    pub share: Option<f64>,
+    /// Why (recorded with the alias move)
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct RolloutStopArgs {
+    pub model: String,
+    /// Why (recorded with the alias removal)
+    #[arg(long)]
+    pub reason: String,
+    #[arg(long)]
+    pub json: bool,
+}
+
 fn automate_error(e: AutomateError) -> CliError {
     match e {
         AutomateError::Input(m) => CliError::input(m),
@@ -91,8 +145,140 @@ fn print_pass(pass: &Pass, json: bool) -> Result<(), CliError> {
                 .map(|m| format!(" — {m}"))
                 .unwrap_or_default()
         ),
+        Pass::Judged { rollout: r } => println!("{}", rollout_line(r)),
     }
     Ok(())
+}
+
+/// One line about a rollout: what it is and where it stands.
+pub fn rollout_line(r: &kiln_store::Rollout) -> String {
+    let s = &r.start;
+    let how = match s.share {
+        Some(share) => format!("{} {:.0}%", s.strategy, share * 100.0),
+        None => s.strategy.clone(),
+    };
+    let status = match (&r.message, &r.decision) {
+        (Some(m), _) => format!("{} — {m}", r.state.replace('_', " ")),
+        (None, Some(d)) => format!(
+            "{}: {} + {} labelled rows of {}",
+            r.state, d["n_champion"], d["n_challenger"], d["samples"]
+        ),
+        (None, None) => r.state.clone(),
+    };
+    format!(
+        "rollout #{} {}@{} ({how}) vs @{}: {status}",
+        r.id, s.model, s.challenger_version, s.champion_version
+    )
+}
+
+pub async fn rollouts(global: &GlobalArgs, cmd: RolloutsCommand) -> Result<(), CliError> {
+    let project = open(global).await?;
+    let store = &project.store;
+    match cmd {
+        RolloutsCommand::List(a) => {
+            let list = store
+                .meta
+                .rollouts(a.model.as_deref(), a.running, a.limit)
+                .await?;
+            if a.json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no rollouts");
+            }
+            for r in &list {
+                println!("{}", rollout_line(r));
+            }
+            Ok(())
+        }
+        RolloutsCommand::Start(a) => {
+            let strategy = match kiln_automate::Strategy::parse(&a.strategy) {
+                Some(s) if s != kiln_automate::Strategy::Direct => s,
+                _ => {
+                    return Err(CliError::input(format!(
+                        "--strategy {}: use shadow or canary (a direct deploy is `kiln models alias set production ...`)",
+                        a.strategy
+                    )));
+                }
+            };
+            let settings = kiln_automate::AutomateConfig::from_table(&project.config.automate)
+                .map_err(automate_error)?;
+            let share = a.share.unwrap_or(settings.rollout.share);
+            if !(share > 0.0 && share < 1.0) {
+                return Err(CliError::input(format!(
+                    "--share {share}: a share of requests in (0, 1), e.g. 0.1"
+                )));
+            }
+            if a.reason.trim().is_empty() {
+                return Err(CliError::input("--reason must say why (it is recorded)"));
+            }
+            let r: kiln_train::registry::ModelRef = a
+                .target
+                .parse()
+                .map_err(|e: kiln_train::TrainError| CliError::input(e.to_string()))?;
+            let v = kiln_train::registry::resolve(store, &r).await?;
+            let now = store.meta.latest_prediction_time(&v.model).await?;
+            let started = kiln_automate::rollout::start(
+                store,
+                &v.model,
+                v.version,
+                &settings.alias,
+                strategy,
+                share,
+                None,
+                now,
+                &kiln_automate::rollout::Actor {
+                    name: &crate::models::actor(),
+                    reason: &a.reason,
+                },
+            )
+            .await
+            .map_err(automate_error)?;
+            if a.json {
+                return print_json(&started);
+            }
+            println!("{}", rollout_line(&started));
+            Ok(())
+        }
+        RolloutsCommand::Stop(a) => {
+            let Some(r) = store
+                .meta
+                .rollouts(Some(&a.model), true, 1)
+                .await?
+                .into_iter()
+                .next()
+            else {
+                return Err(CliError::input(format!(
+                    "`{}` has no running rollout\nhint: kiln rollouts list --model {}",
+                    a.model, a.model
+                )));
+            };
+            kiln_automate::rollout::end(
+                store,
+                &r,
+                "stopped",
+                r.decision.as_ref(),
+                &a.reason,
+                &crate::models::actor(),
+            )
+            .await
+            .map_err(automate_error)?;
+            let ended = store
+                .meta
+                .rollouts(Some(&a.model), false, 20)
+                .await?
+                .into_iter()
+                .find(|x| x.id == r.id);
+            match ended {
+                Some(e) if a.json => print_json(&e),
+                Some(e) => {
+                    println!("{}", rollout_line(&e));
+                    Ok(())
+                }
+                None => Ok(()),
+            }
+        }
+    }
 }
 
 pub async fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<(), CliError> {
@@ -147,6 +333,9 @@ pub async fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<(), CliError>
     c.run_with(stop_rx, |pass| {
         let printed = match pass {
             Ok(p @ Pass::Retrained { .. }) => print_pass(&p, args.json),
+            Ok(Pass::Judged { rollout }) if rollout.state != "running" || args.json => {
+                print_pass(&Pass::Judged { rollout }, args.json)
+            }
             Ok(p) if args.json => print_pass(&p, true),
             Ok(_) => Ok(()),
             Err(e) => {

@@ -107,6 +107,9 @@ enum Command {
     /// Retrainings recorded by the controller: triggers, gates, outcomes
     #[command(subcommand)]
     Retrains(automate::RetrainsCommand),
+    /// Shadow and canary rollouts: list them, start one by hand, stop one
+    #[command(subcommand)]
+    Rollouts(automate::RolloutsCommand),
     /// Run the reference deployment end to end in a fresh home (bike-rental demand): train on
     /// 2011, serve, replay 2012 with automatic retraining, compare with the frozen model
     Quickstart(quickstart::QuickstartArgs),
@@ -157,6 +160,7 @@ fn main() -> ExitCode {
             Command::Replay(args) => replay::run(&cli.global, args).await,
             Command::Watch(args) => automate::watch(&cli.global, args).await,
             Command::Retrains(cmd) => automate::retrains(&cli.global, cmd).await,
+            Command::Rollouts(cmd) => automate::rollouts(&cli.global, cmd).await,
             Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
         }
     });

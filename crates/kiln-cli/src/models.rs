@@ -166,7 +166,7 @@ pub struct PredictArgs {
 }
 
 /// Who moves aliases: `KILN_ACTOR`, else the login name (`USER`, `LOGNAME`).
-fn actor() -> String {
+pub fn actor() -> String {
     std::env::var("KILN_ACTOR")
         .or_else(|_| std::env::var("USER"))
         .or_else(|_| std::env::var("LOGNAME"))
@@ -449,7 +449,9 @@ async fn history(project: &Project, a: HistoryArgs) -> Result<(), CliError> {
                 m.from_version
                     .map(|v| v.to_string())
                     .unwrap_or_else(|| "-".into()),
-                m.to_version.to_string(),
+                m.to_version
+                    .map(|v| v.to_string())
+                    .unwrap_or_else(|| "(removed)".into()),
                 m.actor.clone(),
                 m.reason.clone(),
             ]

@@ -210,6 +210,7 @@ async fn compare(
                 after_feedback: Some(after),
                 limit: 10_000,
                 features: true,
+                served_only: true,
             })
             .await?;
         let Some(last) = page.last() else { break };
@@ -341,6 +342,8 @@ async fn narrate(store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
                         month.production = r.candidate_version;
                     }
                     "rejected" => month.rejected += 1,
+                    // On a shadow or canary rollout: the rollout's verdict promotes it or not.
+                    "deployed" => {}
                     _ => {
                         month.failed += 1;
                         println!(
@@ -647,7 +650,13 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
         .alias(MODEL, "production")
         .await?
         .map(|a| format!("{MODEL}@{}", a.version));
+    let rollouts = project
+        .store
+        .meta
+        .rollouts(Some(MODEL), false, 10_000)
+        .await?;
     let by_state = |s: &str| retrains.iter().filter(|r| r.state == s).count();
+    let rollouts_by = |s: &str| rollouts.iter().filter(|r| r.state == s).count();
     let summary = Summary {
         automation: Some(Automation {
             url: url.clone(),
@@ -655,12 +664,15 @@ pub async fn run(global: &GlobalArgs, args: QuickstartArgs) -> Result<(), CliErr
             alerts_raised: alerts.len(),
             alerts: alerts.iter().rev().map(|a| a.alert.rule.clone()).collect(),
             models_trained: 1 + retrains.iter().filter(|r| r.run_id.is_some()).count(),
-            promotions: by_state("promoted"),
+            // Direct promotions by a retraining, and rollouts whose challenger won.
+            promotions: by_state("promoted") + rollouts_by("promoted"),
             rejections: by_state("rejected"),
-            rollbacks: history
-                .iter()
-                .filter(|m| m.reason.starts_with("rollback"))
-                .count(),
+            // Rollouts rolled back by a breach, and alias rollbacks made by hand.
+            rollbacks: rollouts_by("rolled_back")
+                + history
+                    .iter()
+                    .filter(|m| m.reason.starts_with("rollback"))
+                    .count(),
             retrainings: retrains
                 .iter()
                 .rev()

@@ -362,3 +362,282 @@ fn replay_sends_simulated_time_and_labels_and_refuses_bad_input() {
     assert_eq!(gone.code, 1, "{}", gone.stderr);
     assert!(gone.stderr.contains("no server answers"), "{}", gone.stderr);
 }
+
+/// A bikes row to predict (a summer afternoon of 2012).
+fn row() -> Value {
+    serde_json::json!({"dteday": "2012-07-01", "season": "fall", "hr": "3pm", "holiday": "No",
+           "weekday": "Sun", "workingday": "No", "weathersit": "Clear",
+           "temp": 34.3, "atemp": 38.0012, "hum": 37.0, "windspeed": 19.0012})
+}
+
+/// Sends one predict request (with a route key when given); the answering version and the
+/// row's request id.
+async fn predict(client: &reqwest::Client, url: &str, key: Option<&str>) -> (i64, String) {
+    let mut req = client
+        .post(format!("{url}/v1/models/bikes/predict"))
+        .json(&serde_json::json!({"instances": [row()]}))
+        // Before the replayed traffic, on the serving clock it drives.
+        .header("x-kiln-event-time", "2011-12-31 23:00:00");
+    if let Some(k) = key {
+        req = req.header("x-kiln-route-key", k);
+    }
+    let r = req.send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let b: Value = r.json().await.unwrap();
+    (
+        b["version"].as_i64().unwrap(),
+        b["predictions"][0]["request_id"]
+            .as_str()
+            .unwrap()
+            .to_owned(),
+    )
+}
+
+/// Waits until the server serves `alias` of bikes at `version` (`None`: not at all).
+async fn wait_alias(client: &reqwest::Client, url: &str, alias: &str, version: Option<i64>) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let m: Value = client
+            .get(format!("{url}/v1/models"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        let seen = m
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|x| x["name"] == "bikes")
+            .and_then(|x| x["aliases"][alias].as_i64());
+        if seen == version {
+            return;
+        }
+        assert!(Instant::now() < deadline, "{alias} is {seen:?}: {m}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+}
+
+fn rt() -> tokio::runtime::Runtime {
+    tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .unwrap()
+}
+
+/// The alias moves of bikes as (alias, to_version, reason).
+fn moves(p: &Project) -> Vec<(String, Option<i64>, String)> {
+    p.ok(&["models", "alias", "history", "bikes", "--json"])
+        .json()
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|m| {
+            (
+                m["alias"].as_str().unwrap().to_owned(),
+                m["to_version"].as_i64(),
+                m["reason"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect()
+}
+
+#[test]
+fn a_shadow_scores_copies_never_answers_and_is_promoted_when_a_paired_test_shows_it_better() {
+    let p = project();
+    // The challenger learned from the first half of January 2012 too: on that traffic it is
+    // clearly better than bikes@1, which stopped in October 2011.
+    let (_, y2012) = years();
+    let mut jan = String::new();
+    for (i, line) in y2012.lines().enumerate() {
+        if i == 0 || ("2012-01-01".."2012-01-15").contains(&line) {
+            jan.push_str(line);
+            jan.push('\n');
+        }
+    }
+    p.write("jan.csv", jan.as_bytes());
+    p.ok(&["data", "add", "jan.csv", "--dataset", "bikes", "--append"]);
+    p.ok(&["train", "--set", "split.cutoff=2012-01-12"]);
+    p.config(&config(
+        "[automate]\nstrategy = \"shadow\"\nmargin = -0.5\n[automate.rollout]\nsamples = 120\n",
+        "",
+    ));
+    let s = serve(&p);
+    let bad = p.run(&[
+        "rollouts",
+        "start",
+        "bikes@2",
+        "--strategy",
+        "blue",
+        "--reason",
+        "x",
+    ]);
+    expect_input_error(&bad, "shadow or canary");
+    let started = p
+        .ok(&[
+            "rollouts",
+            "start",
+            "bikes@2",
+            "--strategy",
+            "shadow",
+            "--reason",
+            "try it",
+            "--json",
+        ])
+        .json();
+    assert_eq!(started["state"], "running");
+    assert_eq!(started["champion_version"], 1);
+    expect_input_error(
+        &p.run(&[
+            "rollouts",
+            "start",
+            "bikes@2",
+            "--strategy",
+            "shadow",
+            "--reason",
+            "again",
+        ]),
+        "is running",
+    );
+    let client = reqwest::Client::new();
+    let ids = rt().block_on(async {
+        wait_alias(&client, &s.url, "shadow", Some(2)).await;
+        let mut ids = Vec::new();
+        for _ in 0..20 {
+            let (version, id) = predict(&client, &s.url, None).await;
+            assert_eq!(version, 1, "production answers, never the shadow");
+            ids.push(id);
+        }
+        ids
+    });
+    // Traffic with labels: 2012-01-01 to 01-08, which the challenger learned from.
+    let sent = replay(&p, &s, "2012-01-01", "2012-01-08", &["--label-delay", "1h"]);
+    let rows = sent["rows"].as_u64().unwrap();
+    rt().block_on(async {
+        let store = kiln_store::Store::open(&kiln_store::StoreLocation::in_home(&p.path(".kiln")))
+            .await
+            .unwrap();
+        // Each request was scored twice: production's answer and the shadow's copy, under
+        // the same request id.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            let logged = store.meta.prediction_count(Some("bikes")).await.unwrap();
+            if logged as u64 >= 2 * (rows + 20) {
+                assert_eq!(logged as u64, 2 * (rows + 20));
+                break;
+            }
+            assert!(Instant::now() < deadline, "{logged} rows logged");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+        for id in &ids {
+            let mut both: Vec<(i64, Option<String>)> = store
+                .meta
+                .prediction_by_request(id)
+                .await
+                .unwrap()
+                .into_iter()
+                .map(|r| (r.record.version, r.record.alias))
+                .collect();
+            both.sort();
+            assert_eq!(
+                both,
+                [(1, Some("production".into())), (2, Some("shadow".into()))]
+            );
+        }
+    });
+    let judged = pass(&p, &["--once"]);
+    assert_eq!(judged["action"], "judged", "{judged}");
+    let r = &judged["rollout"];
+    assert_eq!(r["state"], "promoted", "{r}");
+    assert!(r["decision"]["p_value"].as_f64().unwrap() < 0.05, "{r}");
+    assert!(
+        r["decision"]["n_challenger"].as_u64().unwrap() >= 120,
+        "{r}"
+    );
+    assert!(
+        r["decision"]["challenger_loss"].as_f64().unwrap()
+            < r["decision"]["champion_loss"].as_f64().unwrap()
+    );
+    assert_eq!(production(&p), 2);
+    rt().block_on(wait_alias(&client, &s.url, "shadow", None));
+    let m = moves(&p);
+    let last: Vec<_> = m.iter().rev().take(2).collect();
+    assert_eq!((last[1].0.as_str(), last[1].1), ("production", Some(2)));
+    assert!(last[1].2.contains("paired z test"), "{}", last[1].2);
+    assert_eq!((last[0].0.as_str(), last[0].1), ("shadow", None));
+    let listed = p.ok(&["rollouts", "list"]).stdout;
+    assert!(
+        listed.contains("rollout #1 bikes@2 (shadow) vs @1: promoted"),
+        "{listed}"
+    );
+    drop(s);
+}
+
+#[test]
+fn a_canary_answers_its_share_sticky_by_key_and_a_worse_one_is_rolled_back() {
+    let p = project();
+    // The challenger: a linear model on three inputs, far worse than the trees.
+    p.ok(&[
+        "train",
+        "--set",
+        "learner=linear",
+        "--set",
+        "split.cutoff=2011-11-01",
+        "--set",
+        "exclude=[\"casual\",\"registered\",\"dteday\",\"hr\",\"weekday\",\"workingday\",\"holiday\",\"weathersit\",\"hum\",\"windspeed\"]",
+    ]);
+    p.config(&config(
+        "[automate]\nstrategy = \"canary\"\non_alerts = []\n[automate.rollout]\nsamples = 80\nshare = 0.3\n",
+        "",
+    ));
+    let s = serve(&p);
+    p.ok(&[
+        "rollouts",
+        "start",
+        "bikes@2",
+        "--strategy",
+        "canary",
+        "--reason",
+        "try it",
+    ]);
+    let client = reqwest::Client::new();
+    rt().block_on(async {
+        wait_alias(&client, &s.url, "canary", Some(2)).await;
+        let mut canary = 0;
+        let mut first = Vec::new();
+        for i in 0..300 {
+            let (v, _) = predict(&client, &s.url, Some(&format!("user-{i}"))).await;
+            canary += usize::from(v == 2);
+            first.push(v);
+        }
+        let share = canary as f64 / 300.0;
+        // Binomial(300, 0.3): the standard deviation is 0.026.
+        assert!((0.22..=0.38).contains(&share), "canary share {share}");
+        // The same key lands on the same side every time.
+        for (i, v) in first.iter().enumerate().take(60) {
+            let (again, _) = predict(&client, &s.url, Some(&format!("user-{i}"))).await;
+            assert_eq!(again, *v, "user-{i} switched sides");
+        }
+    });
+    let sent = replay(&p, &s, "2012-01-01", "2012-01-08", &["--label-delay", "1h"]);
+    wait_logged(&p, sent["rows"].as_u64().unwrap() + 360);
+    let judged = pass(&p, &["--once"]);
+    let r = &judged["rollout"];
+    assert_eq!(r["state"], "rolled_back", "{judged}");
+    assert!(r["message"].as_str().unwrap().contains("mean loss"), "{r}");
+    assert_eq!(production(&p), 1, "a rolled-back canary leaves production");
+    rt().block_on(wait_alias(&client, &s.url, "canary", None));
+    let m = moves(&p);
+    let (alias, to, reason) = m.last().unwrap();
+    assert_eq!((alias.as_str(), *to), ("canary", None));
+    assert!(reason.starts_with("rollout #1 rolled back"), "{reason}");
+    // With nothing running, the controller goes back to its triggers.
+    let next = pass(&p, &["--once"]);
+    assert_eq!(next["action"], "idle", "{next}");
+    expect_input_error(
+        &p.run(&["rollouts", "stop", "bikes", "--reason", "none running"]),
+        "no running rollout",
+    );
+    drop(s);
+}

@@ -98,6 +98,10 @@ max_errors_shown = 20
 # aliases = ["production", "staging", "shadow", "canary"]   # aliases loaded and kept ready;
 #                               # requests without ?alias= or ?version= get `production`
 # poll_interval_ms = 500        # how often alias moves in the registry are picked up
+# canary_share = 0.1            # share of requests a `canary` alias answers when no running
+#                               # rollout states one (sticky by x-kiln-route-key, else the
+#                               # request's first key, else its id); a `shadow` alias scores
+#                               # a copy of production's requests, logged, never returned
 # body_limit_bytes = 4194304    # larger bodies: 413
 # max_rows = 10000              # rows per request, at most (413 above)
 # request_timeout_ms = 10000    # slower requests: 503 `timeout`
@@ -177,6 +181,16 @@ max_errors_shown = 20
 #                               # with split.refit it then learns the newest rows too)
 # max_latency_ms = 50           # single-row predict latency bound (median of 25)
 # poll = "1s"                   # how often it looks (wall clock)
+# strategy = "direct"           # a candidate that passed the gates: "direct" (production at
+#                               # once), "shadow" or "canary" (a rollout judged on live labels)
+# [automate.rollout]
+# share = 0.1                   # canary: share of requests it answers
+# samples = 200                 # labelled rows a side at which one one-sided test decides
+# confidence = 0.95             # promote when p < 1 - confidence, else discard
+# max_duration = "7d"           # short of its sample by then (event time): discarded
+# max_p99_ms = 100              # roll back earlier (after samples/4 rows) when its p99 latency
+# max_worse = 1.5               # or its mean loss (squared error, 0/1) exceeds the champion's
+#                               # times this
 # [automate.train]              # [train] keys retrainings override ([train]'s fixed
 # recency_half_life = "30d"     # split.cutoff is dropped: they validate on the newest rows)
 # [automate.train.split]

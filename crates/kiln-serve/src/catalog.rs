@@ -125,6 +125,8 @@ impl LoadedModel {
 pub struct ModelSlot {
     pub aliases: BTreeMap<String, i64>,
     pub versions: BTreeMap<i64, Arc<LoadedModel>>,
+    /// The share of requests the `canary` alias answers, as its running rollout states it.
+    pub canary_share: Option<f64>,
 }
 
 /// An immutable snapshot of everything loaded.
@@ -210,8 +212,26 @@ impl Follower {
             .into_iter()
             .filter(|a| self.aliases.contains(&a.alias))
             .collect();
+        let shares: HashMap<String, f64> = self
+            .store
+            .meta
+            .rollouts(None, true, 10_000)
+            .await?
+            .into_iter()
+            .filter_map(|r| Some((r.start.model, r.start.share?)))
+            .collect();
         let current = self.catalog.load_full();
         let unchanged = self.is_ready()
+            && current
+                .models
+                .iter()
+                .all(|(name, slot)| slot.canary_share == shares.get(name).copied())
+            && shares.keys().all(|name| {
+                current
+                    .models
+                    .get(name)
+                    .is_none_or(|s| s.canary_share.is_some())
+            })
             && wanted.len()
                 == current
                     .models
@@ -289,6 +309,9 @@ impl Follower {
                 slot.aliases.insert(a.alias.clone(), m.version);
                 slot.versions.insert(m.version, m);
             }
+        }
+        for (name, slot) in next.models.iter_mut() {
+            slot.canary_share = shares.get(name).copied();
         }
         // Keep a few versions loaded on demand, most recent first.
         let mut extras: Vec<&Arc<LoadedModel>> = current

@@ -22,6 +22,9 @@ pub struct ServeConfig {
     /// Aliases whose targets are loaded and kept ready (requests without `?alias=` or
     /// `?version=` go to `production`).
     pub aliases: Vec<String>,
+    /// The share of requests a `canary` alias answers when no running rollout states one
+    /// (a rollout started by the controller or `kiln rollouts start` carries its own).
+    pub canary_share: f64,
     /// Largest request body accepted (413 above it).
     pub body_limit_bytes: usize,
     /// Most rows in one request (413 above it).
@@ -53,6 +56,7 @@ impl Default for ServeConfig {
                 "shadow".into(),
                 "canary".into(),
             ],
+            canary_share: 0.1,
             body_limit_bytes: 4 << 20,
             max_rows: 10_000,
             request_timeout_ms: 10_000,
@@ -184,6 +188,12 @@ impl ServeConfig {
             return Err(ServeError::Config(format!(
                 "[serve] addr `{}` is not an address; use IP:PORT, e.g. 127.0.0.1:8080 or 0.0.0.0:8080",
                 self.addr
+            )));
+        }
+        if !(self.canary_share > 0.0 && self.canary_share <= 1.0) {
+            return Err(ServeError::Config(format!(
+                "[serve] canary_share = {} is not a share of requests; use a number in (0, 1], e.g. 0.1",
+                self.canary_share
             )));
         }
         for alias in &self.aliases {

@@ -368,6 +368,7 @@ impl LiveMonitor {
                 after_feedback: Some(cursor),
                 limit: LABELS_PER_TICK,
                 features: false,
+                served_only: false,
             })
             .await
         {

@@ -26,6 +26,7 @@ pub struct Metrics {
     pub model_loads: IntCounterVec,
     pub model_info: IntGaugeVec,
     pub auth_failures: IntCounterVec,
+    pub shadow_failures: IntCounterVec,
     pub monitor: MonitorMetrics,
 }
 
@@ -286,6 +287,16 @@ impl Metrics {
                         "Requests refused for a missing or wrong token.",
                     ),
                     &["scope"],
+                )?,
+            ),
+            shadow_failures: register(
+                &r,
+                IntCounterVec::new(
+                    Opts::new(
+                        "kiln_shadow_failures_total",
+                        "Copies of requests the shadow version could not score (the answers, from production, were not affected).",
+                    ),
+                    &["model", "version"],
                 )?,
             ),
             monitor: MonitorMetrics::new(&r)?,

@@ -29,6 +29,13 @@ use crate::plog::{LogBatch, LogRow};
 /// The alias a request without `?version=` or `?alias=` is served by.
 pub const DEFAULT_ALIAS: &str = "production";
 
+/// The alias that answers a share of the requests routed by default.
+pub const CANARY_ALIAS: &str = "canary";
+
+/// The header whose value keeps a caller on one side of a canary (else the first row's key,
+/// else the request id).
+pub const ROUTE_KEY_HEADER: &str = "x-kiln-route-key";
+
 /// Rows scored this many at a time or more leave the async workers.
 const BLOCKING_ROWS: usize = 256;
 
@@ -93,12 +100,39 @@ pub struct Served {
     pub flags: Vec<Vec<String>>,
 }
 
-/// Finds the model a request asks for.
+/// Where in [0, 1) a route key falls: the same key always lands on the same side of a canary
+/// share, whichever replica serves it.
+pub fn route_bucket(key: &str) -> f64 {
+    let h = blake3::hash(key.as_bytes());
+    let mut b = [0u8; 8];
+    b.copy_from_slice(&h.as_bytes()[..8]);
+    // 53 bits: exactly representable, uniform in [0, 1).
+    (u64::from_le_bytes(b) >> 11) as f64 / (1u64 << 53) as f64
+}
+
+/// The route key of a request: the header, else the first row's key, else its id.
+pub fn route_key<'a>(
+    headers: &'a HeaderMap,
+    keys: Option<&'a [String]>,
+    request_id: &'a str,
+) -> &'a str {
+    headers
+        .get(ROUTE_KEY_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| !v.is_empty())
+        .or_else(|| keys.and_then(|k| k.first()).map(String::as_str))
+        .unwrap_or(request_id)
+}
+
+/// Finds the model a request asks for. A request that names neither a version nor an alias
+/// goes to `production`, or to `canary` when one is served and its `route_key` falls within
+/// the canary's share.
 pub async fn select(
     state: &AppState,
     name: &str,
     version: Option<i64>,
     alias: Option<&str>,
+    route_key: Option<&str>,
 ) -> Result<(Arc<LoadedModel>, Option<Arc<str>>), ApiError> {
     if version.is_some() && alias.is_some() {
         return Err(ApiError::bad_request(
@@ -138,6 +172,18 @@ pub async fn select(
             Err(e) => Err(ApiError::internal(&format!("cannot load {name}@{v}"), e)),
         };
     }
+    if alias.is_none()
+        && let Some(key) = route_key
+        && let (Some(canary), Some(production)) = (
+            slot.aliases.get(CANARY_ALIAS),
+            slot.aliases.get(DEFAULT_ALIAS),
+        )
+        && canary != production
+        && let Some(m) = slot.versions.get(canary)
+        && route_bucket(key) < slot.canary_share.unwrap_or(state.config.canary_share)
+    {
+        return Ok((m.clone(), Some(Arc::from(CANARY_ALIAS))));
+    }
     let alias = alias.unwrap_or(DEFAULT_ALIAS);
     match slot.aliases.get(alias).and_then(|v| slot.versions.get(v)) {
         Some(m) => Ok((m.clone(), Some(Arc::from(alias)))),
@@ -150,6 +196,51 @@ pub async fn select(
         )
         .field("alias")),
     }
+}
+
+/// The version that scores a copy of a request `model` answers through `alias`: the `shadow`
+/// alias's, for requests production answers, when it is another version.
+pub fn shadow_of(
+    state: &AppState,
+    model: &LoadedModel,
+    alias: Option<&str>,
+) -> Option<Arc<LoadedModel>> {
+    if alias != Some(DEFAULT_ALIAS) {
+        return None;
+    }
+    let catalog = state.follower.catalog();
+    let shadow = catalog.by_alias(&model.name, kiln_store::SHADOW_ALIAS)?;
+    (shadow.version != model.version).then(|| shadow.clone())
+}
+
+/// Scores a copy of a request with the shadow version off the request path, and logs it under
+/// the request's row ids (so labels join both) with alias `shadow`. Its answer goes nowhere;
+/// a failure is counted and never reaches the caller.
+pub fn score_shadow(
+    state: Arc<AppState>,
+    shadow: Arc<LoadedModel>,
+    rows: Vec<Value>,
+    keys: Option<Vec<String>>,
+    request_id: String,
+    time: i64,
+) {
+    tokio::spawn(async move {
+        let arrival = Arrival {
+            request_id: &request_id,
+            started: Instant::now(),
+            time,
+        };
+        let alias: Arc<str> = Arc::from(kiln_store::SHADOW_ALIAS);
+        if let Err(e) = serve_rows(&state, shadow.clone(), Some(alias), rows, keys, &arrival).await
+        {
+            state
+                .metrics
+                .shadow_failures
+                .with_label_values(&[shadow.name.as_str(), &*shadow.version_label])
+                .inc();
+            tracing::debug!(target: "kiln::rollout", model = shadow.name, version = shadow.version, error = e.code(), "shadow could not score a copy");
+        }
+    });
 }
 
 /// When and as what a request arrived.
@@ -334,7 +425,11 @@ pub async fn predict(
     let Path(name) = name.map_err(path_error)?;
     let sel = selection(query)?;
     let request: PredictRequest = json_body(&headers, body)?;
-    let (model, alias) = select(&state, &name, sel.version, sel.alias.as_deref()).await?;
+    let key = route_key(&headers, request.keys.as_deref(), &request_id);
+    let (model, alias) =
+        select(&state, &name, sel.version, sel.alias.as_deref(), Some(key)).await?;
+    let shadow = shadow_of(&state, &model, alias.as_deref())
+        .map(|s| (s, request.instances.clone(), request.keys.clone()));
     let served = serve_rows(
         &state,
         model,
@@ -348,6 +443,16 @@ pub async fn predict(
         },
     )
     .await?;
+    if let Some((shadow, rows, keys)) = shadow {
+        score_shadow(
+            state.clone(),
+            shadow,
+            rows,
+            keys,
+            request_id.to_string(),
+            time,
+        );
+    }
     let classes = &served.model.artifact.classes;
     let predictions = match &served.predictions {
         Predictions::Values(v) => v

@@ -30,7 +30,9 @@ use crate::AppState;
 use crate::catalog::LoadedModel;
 use crate::error::{ApiError, V2ErrorBody};
 use crate::http::{RequestId, ServedBy, body_bytes, parse_json};
-use crate::native::{Arrival, argmax, path_error, select, serve_rows};
+use crate::native::{
+    Arrival, argmax, path_error, route_key, score_shadow, select, serve_rows, shadow_of,
+};
 
 /// The binary tensor extension's header: length of the JSON part of the body.
 const JSON_LENGTH_HEADER: &str = "inference-header-content-length";
@@ -232,7 +234,7 @@ async fn metadata_of(
     name: &str,
     version: Option<i64>,
 ) -> Result<Response, ApiError> {
-    let (model, _) = select(state, name, version, None).await?;
+    let (model, _) = select(state, name, version, None, None).await?;
     let versions = state
         .follower
         .catalog()
@@ -286,7 +288,7 @@ async fn readiness(
     name: &str,
     version: Option<i64>,
 ) -> Result<Response, ApiError> {
-    select(state, name, version, None).await?;
+    select(state, name, version, None, None).await?;
     Ok(axum::Json(ModelReadiness {
         name: name.to_owned(),
         ready: true,
@@ -390,7 +392,7 @@ pub async fn version_infer(
 }
 
 async fn run_infer(
-    state: &AppState,
+    state: &Arc<AppState>,
     request_id: &str,
     name: &str,
     version: Option<i64>,
@@ -402,9 +404,11 @@ async fn run_infer(
     let bytes = body_bytes(body)?;
     let (json, binary) = split_binary(headers, &bytes)?;
     let request: InferRequest = parse_json(json)?;
-    let (model, alias) = select(state, name, version, None).await?;
+    let key = route_key(headers, None, request_id);
+    let (model, alias) = select(state, name, version, None, Some(key)).await?;
     let rows = tensors_to_rows(&model, &request.inputs, binary)?;
     let n = rows.len();
+    let shadow = shadow_of(state, &model, alias.as_deref()).map(|s| (s, rows.clone()));
     let served = serve_rows(
         state,
         model,
@@ -418,6 +422,16 @@ async fn run_infer(
         },
     )
     .await?;
+    if let Some((shadow, rows)) = shadow {
+        score_shadow(
+            state.clone(),
+            shadow,
+            rows,
+            None,
+            request_id.to_owned(),
+            time,
+        );
+    }
     let model = &served.model;
     let mut outputs = Vec::new();
     match &served.predictions {

@@ -16,6 +16,7 @@ mod meta;
 mod predictions;
 mod registry;
 mod retrains;
+mod rollouts;
 mod runs;
 
 use std::path::{Path, PathBuf};
@@ -25,10 +26,11 @@ pub use artifacts::{ArtifactStore, VerifiedFile};
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
 pub use predictions::{
     FeedbackOutcome, FeedbackRecord, LabelQuery, LabelledPrediction, PredictionQuery,
-    PredictionRecord, StoredFeedback, StoredPrediction,
+    PredictionRecord, SHADOW_ALIAS, StoredFeedback, StoredPrediction,
 };
 pub use registry::{Alias, AliasMove, Expect, ModelVersion};
 pub use retrains::{NewRetrain, Retrain, RetrainOutcome};
+pub use rollouts::{NewRollout, Rollout};
 pub use runs::{NewRun, Run, RunResult, RunStatus};
 
 use kiln_core::id::ContentId;

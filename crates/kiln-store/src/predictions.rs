@@ -112,6 +112,9 @@ pub struct LabelledPrediction {
     pub feedback_id: i64,
     /// The row's input as logged (JSON object), when the query asked for it.
     pub features: Option<String>,
+    /// The alias that routed the prediction (`shadow` for a shadow's copy).
+    pub alias: Option<String>,
+    pub latency_us: i64,
 }
 
 /// Which labelled predictions to read.
@@ -128,7 +131,14 @@ pub struct LabelQuery {
     /// Read each prediction's logged input as well (to learn from it).
     #[serde(default)]
     pub features: bool,
+    /// Only predictions that answered a request: not a shadow's copies of them (which share
+    /// the request id, so a label joins both).
+    #[serde(default)]
+    pub served_only: bool,
 }
+
+/// The alias whose predictions are copies: scored and logged, never returned.
+pub const SHADOW_ALIAS: &str = "shadow";
 
 /// What a feedback batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
@@ -495,16 +505,22 @@ impl MetaStore {
     /// twice comes twice; the later feedback id is the correction.
     pub async fn labelled_predictions(&self, q: &LabelQuery) -> Result<Vec<LabelledPrediction>> {
         let inputs = if q.features { "p.features" } else { "NULL" };
+        // A constant, not a parameter: the alias filter is part of the statement's shape.
+        let served = if q.served_only {
+            "AND (p.alias IS NULL OR p.alias <> 'shadow')"
+        } else {
+            ""
+        };
         let sql = format!(
-            "SELECT p.id, p.version, p.time, p.output, f.label, f.id, {inputs} FROM feedback f \
-             JOIN predictions p ON p.request_id = f.request_id \
+            "SELECT p.id, p.version, p.time, p.output, f.label, f.id, {inputs}, p.alias, p.latency_us \
+             FROM feedback f JOIN predictions p ON p.request_id = f.request_id \
              WHERE f.request_id IS NOT NULL AND f.id > $1 AND p.model = $2 \
-             AND p.time >= $3 AND p.time < $4 \
+             AND p.time >= $3 AND p.time < $4 {served} \
              UNION ALL \
-             SELECT p.id, p.version, p.time, p.output, f.label, f.id, {inputs} FROM feedback f \
-             JOIN predictions p ON p.key = f.key AND (f.time IS NULL OR f.time = p.time) \
+             SELECT p.id, p.version, p.time, p.output, f.label, f.id, {inputs}, p.alias, p.latency_us \
+             FROM feedback f JOIN predictions p ON p.key = f.key AND (f.time IS NULL OR f.time = p.time) \
              WHERE f.request_id IS NULL AND f.id > $1 AND p.model = $2 \
-             AND p.time >= $3 AND p.time < $4 \
+             AND p.time >= $3 AND p.time < $4 {served} \
              ORDER BY 6, 1 LIMIT $5"
         );
         let rows = sqlx::query(sqlx::AssertSqlSafe(sql))
@@ -525,6 +541,8 @@ impl MetaStore {
                     label: r.try_get(4)?,
                     feedback_id: r.try_get(5)?,
                     features: if q.features { r.try_get(6)? } else { None },
+                    alias: r.try_get(7)?,
+                    latency_us: r.try_get(8)?,
                 })
             })
             .collect()

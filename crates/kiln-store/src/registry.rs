@@ -40,7 +40,8 @@ pub struct AliasMove {
     pub alias: String,
     pub revision: i64,
     pub from_version: Option<i64>,
-    pub to_version: i64,
+    /// `None` when the move removed the alias (a rollout that ended).
+    pub to_version: Option<i64>,
     pub reason: String,
     pub actor: String,
     pub at: i64,
@@ -291,7 +292,21 @@ impl MetaStore {
             _ => {}
         }
         let now = kiln_core::now_micros();
-        let revision = current.map_or(1, |(_, r)| r + 1);
+        let revision = match current {
+            Some((_, r)) => r + 1,
+            // A removed alias set again continues its history's revisions.
+            None => {
+                let last: Option<i64> = sqlx::query(
+                    "SELECT MAX(revision) FROM alias_history WHERE model = $1 AND alias = $2",
+                )
+                .bind(model)
+                .bind(alias)
+                .fetch_one(&mut *tx)
+                .await?
+                .try_get(0)?;
+                last.unwrap_or(0) + 1
+            }
+        };
         // The WHERE on the old revision (and the primary key for a first assignment) makes the
         // write itself the compare-and-set, whatever the isolation level of the engine.
         let written = match current {
@@ -381,6 +396,64 @@ impl MetaStore {
                 })
             })
             .collect()
+    }
+
+    /// Removes `alias` of `model` if it is still at revision `expect_revision`, recording the
+    /// removal (a move to no version) with its reason. Requests it routed fall back to the
+    /// aliases that remain; the history keeps its revisions, so setting it again continues
+    /// them.
+    pub async fn remove_alias(
+        &self,
+        model: &str,
+        alias: &str,
+        expect_revision: i64,
+        reason: &str,
+        actor: &str,
+    ) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        let current: Option<i64> = sqlx::query(
+            "SELECT version FROM aliases WHERE model = $1 AND alias = $2 AND revision = $3",
+        )
+        .bind(model)
+        .bind(alias)
+        .bind(expect_revision)
+        .fetch_optional(&mut *tx)
+        .await?
+        .map(|r| r.try_get(0))
+        .transpose()?;
+        let Some(from) = current else {
+            return Err(StoreError::Conflict(format!(
+                "alias `{alias}` of `{model}` is not at revision {expect_revision} (moved or removed meanwhile); read it again and retry"
+            )));
+        };
+        let deleted =
+            sqlx::query("DELETE FROM aliases WHERE model = $1 AND alias = $2 AND revision = $3")
+                .bind(model)
+                .bind(alias)
+                .bind(expect_revision)
+                .execute(&mut *tx)
+                .await?
+                .rows_affected();
+        if deleted != 1 {
+            return Err(StoreError::Conflict(format!(
+                "alias `{alias}` of `{model}` moved meanwhile; read it again and retry"
+            )));
+        }
+        sqlx::query(
+            "INSERT INTO alias_history (model, alias, revision, from_version, to_version, reason, actor, at) \
+             VALUES ($1, $2, $3, $4, NULL, $5, $6, $7)",
+        )
+        .bind(model)
+        .bind(alias)
+        .bind(expect_revision + 1)
+        .bind(from)
+        .bind(reason)
+        .bind(actor)
+        .bind(kiln_core::now_micros())
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
     }
 
     /// Moves `alias` back to the version it pointed to before its last move (recorded as a

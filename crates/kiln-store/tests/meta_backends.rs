@@ -8,9 +8,9 @@ use std::str::FromStr;
 use kiln_core::id::ContentId;
 use kiln_core::schema::{Column, FeatureType, Schema};
 use kiln_store::{
-    Expect, FeedbackOutcome, FeedbackRecord, LabelQuery, MetaStore, NewAlert, NewRetrain, NewRun,
-    NewVersion, PartRef, PredictionQuery, PredictionRecord, RetrainOutcome, RunResult, RunStatus,
-    StoreError, StoredPrediction,
+    Expect, FeedbackOutcome, FeedbackRecord, LabelQuery, MetaStore, NewAlert, NewRetrain,
+    NewRollout, NewRun, NewVersion, PartRef, PredictionQuery, PredictionRecord, RetrainOutcome,
+    RunResult, RunStatus, SHADOW_ALIAS, StoreError, StoredPrediction,
 };
 
 fn new_version(dataset: &str, seed: &str) -> NewVersion {
@@ -198,7 +198,48 @@ async fn exercise_registry(store: MetaStore) {
     let last = last.iter().rfind(|h| h.alias == "production").unwrap();
     assert_eq!(
         (last.from_version, last.to_version, last.reason.as_str()),
-        (Some(2), 1, "bad canary")
+        (Some(2), Some(1), "bad canary")
+    );
+
+    // A removal needs the revision it saw, is recorded as a move to no version, and setting
+    // the alias again continues its revisions.
+    let canary = store
+        .set_alias(&model, "canary", 2, Expect::Absent, "try", "ci")
+        .await
+        .unwrap();
+    assert!(matches!(
+        store
+            .remove_alias(&model, "canary", canary.revision + 1, "stale", "ci")
+            .await,
+        Err(StoreError::Conflict(_))
+    ));
+    store
+        .remove_alias(
+            &model,
+            "canary",
+            canary.revision,
+            "rolled back: worse",
+            "ci",
+        )
+        .await
+        .unwrap();
+    assert!(store.alias(&model, "canary").await.unwrap().is_none());
+    let again = store
+        .set_alias(&model, "canary", 1, Expect::Absent, "again", "ci")
+        .await
+        .unwrap();
+    assert_eq!(again.revision, canary.revision + 2);
+    let moves: Vec<_> = store
+        .alias_history(&model)
+        .await
+        .unwrap()
+        .into_iter()
+        .filter(|h| h.alias == "canary")
+        .map(|h| (h.revision, h.from_version, h.to_version))
+        .collect();
+    assert_eq!(
+        moves,
+        vec![(1, None, Some(2)), (2, Some(2), None), (3, None, Some(1))]
     );
 }
 
@@ -623,6 +664,7 @@ async fn exercise_labels_and_alerts(store: MetaStore) {
         after_feedback: after,
         limit: 100,
         features: false,
+        served_only: false,
     };
     let all = store.labelled_predictions(&q(None, None)).await.unwrap();
     let mut joined: Vec<(i64, String)> = all.iter().map(|l| (l.time, l.label.clone())).collect();
@@ -651,6 +693,7 @@ async fn exercise_labels_and_alerts(store: MetaStore) {
     let with_inputs = store
         .labelled_predictions(&LabelQuery {
             features: true,
+            served_only: false,
             ..q(None, None)
         })
         .await
@@ -660,6 +703,28 @@ async fn exercise_labels_and_alerts(store: MetaStore) {
         let row = rows.iter().find(|r| r.time == l.time).unwrap();
         assert_eq!(l.features.as_deref(), Some(row.features.as_str()));
     }
+    // A shadow's copy of row 4 shares its request id, so the label joins it too; learning
+    // from production rows reads each answered row once.
+    let mut copy = prediction(&model, &run, 4, 104);
+    copy.alias = Some(SHADOW_ALIAS.to_owned());
+    copy.version = 9;
+    store.append_predictions(&[copy]).await.unwrap();
+    let with_copy = store.labelled_predictions(&q(None, None)).await.unwrap();
+    assert_eq!(with_copy.len(), all.len() + 1);
+    assert!(
+        with_copy
+            .iter()
+            .any(|l| l.version == 9 && l.alias.as_deref() == Some(SHADOW_ALIAS))
+    );
+    let served = store
+        .labelled_predictions(&LabelQuery {
+            served_only: true,
+            ..q(None, None)
+        })
+        .await
+        .unwrap();
+    assert_eq!(served.len(), all.len());
+    assert!(served.iter().all(|l| l.version != 9));
     assert_eq!(
         store.latest_prediction_time(&model).await.unwrap(),
         Some(105)
@@ -804,6 +869,72 @@ async fn exercise_retrains(store: MetaStore) {
     assert!(store.retrains(None, 100).await.unwrap().len() >= 3);
 }
 
+/// Rollouts: one running per model, ended once with its numbers, listed newest first.
+async fn exercise_rollouts(store: MetaStore) {
+    let model = unique("rollout");
+    let new = |challenger| NewRollout {
+        model: model.clone(),
+        strategy: "canary".into(),
+        alias: "canary".into(),
+        challenger_version: challenger,
+        champion_alias: "production".into(),
+        champion_version: 1,
+        champion_revision: 3,
+        share: Some(0.25),
+        retrain_id: Some(7),
+        event_time: 5_000,
+    };
+    let id = store
+        .start_rollout(&new(2))
+        .await
+        .unwrap()
+        .expect("the first rollout starts");
+    assert_eq!(store.start_rollout(&new(3)).await.unwrap(), None);
+    let running = store.rollouts(Some(&model), true, 10).await.unwrap();
+    assert_eq!(running.len(), 1);
+    assert_eq!((running[0].id, running[0].start.clone()), (id, new(2)));
+    let numbers = serde_json::json!({"n": 40, "p_value": 0.2});
+    store.note_rollout(id, &numbers).await.unwrap();
+    assert_eq!(
+        store.rollouts(Some(&model), true, 10).await.unwrap()[0].decision,
+        Some(numbers.clone())
+    );
+    let verdict = serde_json::json!({"p99_ms": 80.0});
+    assert!(
+        store
+            .finish_rollout(id, "rolled_back", Some(&verdict), "p99 80 ms > 50 ms")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_rollout(id, "promoted", None, "too late")
+            .await
+            .unwrap(),
+        "a rollout ends once"
+    );
+    assert!(
+        store
+            .rollouts(Some(&model), true, 10)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let second = store.start_rollout(&new(3)).await.unwrap().unwrap();
+    let all = store.rollouts(Some(&model), false, 10).await.unwrap();
+    assert_eq!(all.iter().map(|r| r.id).collect::<Vec<_>>(), [second, id]);
+    assert_eq!(
+        (
+            all[1].state.as_str(),
+            all[1].message.as_deref(),
+            &all[1].decision
+        ),
+        ("rolled_back", Some("p99 80 ms > 50 ms"), &Some(verdict))
+    );
+    assert!(all[1].finished_at.is_some());
+    assert!(!store.rollouts(None, false, 100).await.unwrap().is_empty());
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -816,6 +947,7 @@ async fn sqlite_backend() {
     exercise_all_aliases(MetaStore::connect(&url).await.unwrap()).await;
     exercise_labels_and_alerts(MetaStore::connect(&url).await.unwrap()).await;
     exercise_retrains(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_rollouts(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -839,6 +971,7 @@ async fn postgres_backend() {
     exercise_all_aliases(MetaStore::connect(&url).await.unwrap()).await;
     exercise_labels_and_alerts(MetaStore::connect(&url).await.unwrap()).await;
     exercise_retrains(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_rollouts(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]

@@ -174,6 +174,7 @@ pub async fn monitor_range(meta: &MetaStore, req: &RangeRequest<'_>) -> Result<M
                 after_feedback,
                 limit: PAGE,
                 features: false,
+                served_only: false,
             })
             .await?;
         let Some(last) = page.last() else { break };
