@@ -209,6 +209,15 @@ pub enum Verdict {
     Discard(String),
 }
 
+/// A loss for a message: four significant decimals for small ones, one for large ones.
+fn show(x: f64) -> String {
+    if x.abs() >= 100.0 {
+        format!("{x:.1}")
+    } else {
+        format!("{x:.4}")
+    }
+}
+
 fn mean(x: &[f64]) -> f64 {
     x.iter().sum::<f64>() / x.len().max(1) as f64
 }
@@ -301,8 +310,10 @@ pub fn judge(c: &RolloutConfig, e: &Evidence) -> (Verdict, Value) {
     if n >= early && champion > 0.0 && challenger > champion * c.max_worse {
         return (
             Verdict::RollBack(format!(
-                "the challenger's mean loss {challenger:.4} is {:.2}× the champion's {champion:.4} on {n} labelled rows (max_worse = {})",
+                "the challenger's mean loss {} is {:.2}× the champion's {} on {n} labelled rows (max_worse = {})",
+                show(challenger),
                 challenger / champion,
+                show(champion),
                 c.max_worse
             )),
             numbers,
@@ -324,8 +335,10 @@ pub fn judge(c: &RolloutConfig, e: &Evidence) -> (Verdict, Value) {
     numbers["z"] = json!(if z.is_finite() { Some(z) } else { None });
     numbers["p_value"] = json!(p);
     let test = format!(
-        "{} test on {n} labelled rows a side: mean loss {challenger:.4} vs the champion's {champion:.4}, one-sided p = {p:.4}",
+        "{} test on {n} labelled rows a side: mean loss {} vs the champion's {}, one-sided p = {p:.4}",
         if e.paired { "paired z" } else { "Welch z" },
+        show(challenger),
+        show(champion),
     );
     if p < alpha {
         (

@@ -198,29 +198,27 @@ async fn compare(
     store: &Store,
     frozen: &kiln_model::artifact::ModelArtifact,
 ) -> Result<(Vec<Month>, f64, f64, u64), CliError> {
+    let (labelled, _) = kiln_automate::harvest::labelled_after(
+        store,
+        &LabelQuery {
+            model: MODEL.into(),
+            from: None,
+            to: None,
+            after_feedback: None,
+            limit: 10_000,
+            features: true,
+            served_only: true,
+        },
+    )
+    .await
+    .map_err(|e| CliError::system(e.to_string()))?;
+    // The newest label of each prediction.
     let mut rows: BTreeMap<i64, (i64, String, String, String)> = BTreeMap::new();
-    let mut after = 0;
-    loop {
-        let page = store
-            .meta
-            .labelled_predictions(&LabelQuery {
-                model: MODEL.into(),
-                from: None,
-                to: None,
-                after_feedback: Some(after),
-                limit: 10_000,
-                features: true,
-                served_only: true,
-            })
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = last.feedback_id;
-        for l in page {
-            rows.insert(
-                l.prediction_id,
-                (l.time, l.features.unwrap_or_default(), l.output, l.label),
-            );
-        }
+    for l in labelled {
+        rows.insert(
+            l.prediction_id,
+            (l.time, l.features.unwrap_or_default(), l.output, l.label),
+        );
     }
     let mut inputs = Vec::with_capacity(rows.len());
     let mut kept = Vec::with_capacity(rows.len());

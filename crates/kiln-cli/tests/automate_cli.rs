@@ -561,6 +561,31 @@ fn a_shadow_scores_copies_never_answers_and_is_promoted_when_a_paired_test_shows
     );
     assert_eq!(production(&p), 2);
     rt().block_on(wait_alias(&client, &s.url, "shadow", None));
+    // The dashboard's document shows the rollout's verdict and the alias moves it made.
+    let doc: Value = rt().block_on(async {
+        client
+            .get(format!("{}/v1/monitor", s.url))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap()
+    });
+    let panel = doc["models"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|m| m["model"] == "bikes" && m["version"] == 2)
+        .unwrap();
+    assert_eq!(panel["rollouts"][0]["state"], "promoted", "{panel}");
+    assert!(
+        panel["alias_history"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|h| h["alias"] == "shadow" && h["to_version"].is_null())
+    );
     let m = moves(&p);
     let last: Vec<_> = m.iter().rev().take(2).collect();
     assert_eq!((last[1].0.as_str(), last[1].1), ("production", Some(2)));

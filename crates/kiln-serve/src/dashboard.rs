@@ -39,6 +39,8 @@ struct ModelPanel {
     version: i64,
     aliases: Vec<String>,
     alias_history: Vec<kiln_store::AliasMove>,
+    /// The model's latest rollouts (shadow, canary) with their numbers and verdicts.
+    rollouts: Vec<kiln_store::Rollout>,
 }
 
 #[derive(Serialize)]
@@ -64,6 +66,12 @@ pub async fn monitor(State(state): State<Arc<AppState>>) -> Result<Response, Api
             .await
             .map_err(|e| ApiError::internal("cannot read alias history", e))?;
         let recent: Vec<_> = history.into_iter().rev().take(10).collect();
+        let rollouts = state
+            .store
+            .meta
+            .rollouts(Some(name), false, 5)
+            .await
+            .map_err(|e| ApiError::internal("cannot read rollouts", e))?;
         for version in slot.versions.keys() {
             let aliases = slot
                 .aliases
@@ -81,6 +89,7 @@ pub async fn monitor(State(state): State<Arc<AppState>>) -> Result<Response, Api
                 version: *version,
                 aliases,
                 alias_history: recent.clone(),
+                rollouts: rollouts.clone(),
             });
         }
     }
