@@ -151,4 +151,67 @@ mod tests {
         assert!(better("accuracy", 0.85, 0.8, 0.05).0);
         assert!(!better("accuracy", 0.83, 0.8, 0.05).0);
     }
+
+    /// An evaluation with these `(contender, rmse)` validation figures.
+    fn evaluation(figures: &[(&str, f64)]) -> Evaluation {
+        let metrics: serde_json::Map<String, serde_json::Value> = figures
+            .iter()
+            .map(|(who, v)| (who.to_string(), serde_json::json!({ "rmse": v })))
+            .collect();
+        serde_json::from_value(serde_json::json!({
+            "primary": "rmse", "metrics": metrics, "calibration": null, "slices": [],
+            "importance": [], "cross_validation": null, "limitations": [],
+            "data": {"rows": 10, "missing_target": 0, "missing_time": 0, "split": "time",
+                     "train_rows": 8, "valid_rows": 2, "train_time": null, "valid_time": null,
+                     "target": {"kind": "numeric", "min": 0.0, "max": 1.0, "mean": 0.5,
+                                "quantiles": []}}
+        }))
+        .unwrap()
+    }
+
+    fn verdicts(gates: &[Gate]) -> Vec<(&str, bool)> {
+        gates.iter().map(|g| (g.gate.as_str(), g.passed)).collect()
+    }
+
+    #[test]
+    fn each_metric_gate_fails_and_passes_with_its_numbers() {
+        // Worse than predicting the mean: the baseline gate fails, and says by how much.
+        let worse = evaluation(&[("model", 120.0), ("baseline", 100.0)]);
+        let g = metric_gates(&worse, None, -0.05);
+        assert_eq!(
+            verdicts(&g),
+            [("beats_baseline", false), ("vs_champion", true)]
+        );
+        assert_eq!((g[0].value, g[0].bound), (Some(120.0), Some(100.0)));
+        assert!(
+            g[0].detail
+                .contains("120.0000 vs the trivial baseline's 100.0000")
+        );
+        // Against a champion scored on the same rows: the margin decides.
+        let e = evaluation(&[
+            ("model", 50.0),
+            ("baseline", 100.0),
+            ("challenger", 52.0),
+            ("champion", 50.0),
+        ]);
+        let passing = metric_gates(&e, Some("bikes@3"), -0.05);
+        assert_eq!(
+            verdicts(&passing),
+            [("beats_baseline", true), ("vs_champion", true)]
+        );
+        assert_eq!(passing[1].bound, Some(52.5));
+        let failing = metric_gates(&e, Some("bikes@3"), 0.02);
+        assert_eq!(verdicts(&failing)[1], ("vs_champion", false));
+        assert!(
+            failing[1].detail.contains("bikes@3's 50.00"),
+            "{}",
+            failing[1].detail
+        );
+        // A champion that could not be scored fails the comparison rather than passing it.
+        let unscored = evaluation(&[("model", 50.0), ("baseline", 100.0)]);
+        assert_eq!(
+            verdicts(&metric_gates(&unscored, Some("bikes@3"), 0.0))[1],
+            ("vs_champion", false)
+        );
+    }
 }
