@@ -629,8 +629,13 @@ pub async fn advance(
                             .await?;
                     }
                     Err(StoreError::Conflict(m)) => {
-                        let msg = format!("the challenger won ({why}), but {m}");
-                        end(store, r, "stopped", Some(&numbers), &msg, actor).await?;
+                        let now_serving = meta.alias(&s.model, &s.champion_alias).await?;
+                        // Another controller (a replica) judged the same rollout first and
+                        // promoted it: it records the outcome.
+                        if now_serving.map(|a| a.version) != Some(s.challenger_version) {
+                            let msg = format!("the challenger won ({why}), but {m}");
+                            end(store, r, "stopped", Some(&numbers), &msg, actor).await?;
+                        }
                     }
                     Err(e) => return Err(e.into()),
                 }
