@@ -12,6 +12,7 @@ mod init;
 mod models;
 mod monitor;
 mod output;
+mod pipeline;
 mod quickstart;
 mod replay;
 mod serve;
@@ -107,6 +108,10 @@ enum Command {
     /// Retrainings recorded by the controller: triggers, gates, outcomes
     #[command(subcommand)]
     Retrains(automate::RetrainsCommand),
+    /// The stages of [pipeline] (ingest, validate, train, gate, deploy, your own commands),
+    /// each skipped when its inputs are unchanged; what is stale and why; past runs
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Run the reference deployment end to end in a fresh home (bike-rental demand): train on
     /// 2011, serve, replay 2012 with automatic retraining, compare with the frozen model
     Quickstart(quickstart::QuickstartArgs),
@@ -157,6 +162,7 @@ fn main() -> ExitCode {
             Command::Replay(args) => replay::run(&cli.global, args).await,
             Command::Watch(args) => automate::watch(&cli.global, args).await,
             Command::Retrains(cmd) => automate::retrains(&cli.global, cmd).await,
+            Command::Pipeline(cmd) => pipeline::run(&cli.global, cmd).await,
             Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
         }
     });
