@@ -190,7 +190,8 @@ max_errors_shown = 20
 # and deploy.
 # [pipeline]
 # name = "default"              # runs and the cache are kept per pipeline name
-# source = "data/hour.csv.gz"   # the default pipeline's data file (relative to this file)
+# # source = "data/hour.csv.gz" # only without [[pipeline.stages]]: the default pipeline's
+#                               # data file (relative to this file)
 #
 # [[pipeline.stages]]
 # name = "ingest"               # unique; what status, runs and errors call it
@@ -204,7 +205,7 @@ max_errors_shown = 20
 # [[pipeline.stages]]
 # name = "train"
 # kind = "train"                # [train] (and `set` over it) on the upstream snapshot;
-# set = { "gbdt.iterations" = 200 }   # trains, evaluates against the baselines and the
+# set = { gbdt.iterations = 200 }     # trains, evaluates against the baselines and the
 #                               # champion, registers: evaluate and register happen here
 # [[pipeline.stages]]
 # name = "export"

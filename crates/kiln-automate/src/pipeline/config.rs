@@ -553,6 +553,25 @@ mod tests {
     }
 
     #[test]
+    fn the_template_example_parses() {
+        let t = kiln_core::config::TEMPLATE;
+        let start = t.find("# [pipeline]\n").unwrap();
+        let text: String = t[start..]
+            .lines()
+            .take_while(|l| l.starts_with('#'))
+            .map(|l| format!("{}\n", l.trim_start_matches('#').trim_start()))
+            .collect();
+        let p = parse(&format!("[train]\ndataset = \"bikes\"\n{text}")).unwrap();
+        let kinds: Vec<&str> = p.stages.iter().map(|s| s.kind.name()).collect();
+        assert_eq!(
+            kinds,
+            [
+                "ingest", "validate", "train", "command", "import", "gate", "deploy"
+            ]
+        );
+    }
+
+    #[test]
     fn declared_stages_are_parsed_with_their_settings() {
         let p = parse(
             r#"

@@ -199,11 +199,16 @@ impl Pipeline {
                     upstream.insert(name.clone(), stages::view(&self.spec.stages[u].kind, o));
                 }
                 None => {
+                    let last = self
+                        .store
+                        .meta
+                        .last_good_stage(&self.spec.name, &stage.name)
+                        .await?;
                     return Ok(Assessment {
                         inputs: None,
                         key: String::new(),
                         fresh: None,
-                        last_run: None,
+                        last_run: last.map(|r| r.run_id),
                         reasons: vec![format!("upstream `{name}` will run first")],
                     });
                 }
