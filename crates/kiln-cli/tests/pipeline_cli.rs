@@ -612,3 +612,45 @@ fn bad_pipeline_settings_exit_2_naming_the_stage_and_key() {
     ));
     expect_input_error(&p.run(&["pipeline", "status"]), "only \"direct\"");
 }
+
+#[test]
+fn validate_checks_the_whole_snapshot_against_the_rules_as_they_are_now() {
+    let text = sample(1200);
+    let mut lines = text.lines();
+    let header = lines.next().unwrap();
+    let temp = header.split(',').position(|c| c == "temp").unwrap();
+    let hot = |l: &str| l.split(',').nth(temp).unwrap().parse::<f64>().unwrap() > 30.0;
+    let rows: Vec<&str> = lines.collect();
+    let (warm, mild): (Vec<&str>, Vec<&str>) = rows.iter().partition(|l| hot(l));
+    assert!(!warm.is_empty() && mild.len() > 200);
+    let file = |rows: &[&str]| format!("{header}\n{}\n", rows.join("\n"));
+    let pipeline = "[pipeline]\n[[pipeline.stages]]\nname = \"ingest\"\nkind = \"ingest\"\n\
+        path = \"data/new.csv\"\nappend = true\n[[pipeline.stages]]\nname = \"validate\"\n\
+        kind = \"validate\"\n";
+    let p = Project::new();
+    p.config(&config(10, pipeline));
+    p.write("data/new.csv", file(&rows[..600]).as_bytes());
+    let (r, v) = run(&p);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    assert_eq!(v["stages"][1]["outputs"]["violations"], 0);
+
+    // The rule tightened, and rows that meet it appended: the older rows no longer do.
+    p.config(&config(10, pipeline).replacen("max = 50.0", "max = 30.0", 1));
+    let st = status(&p);
+    assert_eq!(st[0].2, "[datasets.bikes] changed", "{st:?}");
+    assert_eq!(st[1].2, "upstream `ingest` will run first", "{st:?}");
+    p.write("data/new.csv", file(&mild[mild.len() - 100..]).as_bytes());
+    let (r, v) = run(&p);
+    assert_eq!(r.code, 1, "{}\n{v:#}", r.stderr);
+    expect_states(&v, &[("ingest", "ran"), ("validate", "failed")]);
+    assert_eq!(v["stages"][0]["outputs"]["version"], 2);
+    let out = &v["stages"][1]["outputs"];
+    let hot_before = rows[..600].iter().filter(|l| hot(l)).count() as u64;
+    assert_eq!(out["violations"].as_u64(), Some(hot_before), "{out:#}");
+    assert_eq!(out["by_rule"]["range"].as_u64(), Some(hot_before));
+    let msg = v["stages"][1]["message"].as_str().unwrap();
+    assert!(
+        msg.contains("bikes@2") && msg.contains("column `temp`") && msg.contains("[range]"),
+        "{msg}"
+    );
+}
