@@ -308,6 +308,15 @@ fn command_stages_are_cached_by_their_deps_and_fail_clearly() {
         ],
     );
 
+    // --force runs every stage; identical content adds no dataset version.
+    let r = p.run(&["pipeline", "run", "--force", "--json"]);
+    assert_eq!(r.code, 0, "{}", r.stderr);
+    let v = r.json();
+    assert!(states(&v).iter().all(|(_, s)| s == "ran"), "{v:#}");
+    assert_eq!(v["stages"][1]["outputs"]["version"], 2);
+    assert_eq!(v["stages"][1]["outputs"]["created"], false);
+    assert_eq!(v["stages"][0]["reasons"][0], "--force");
+
     // A command that fails: exit 1, its exit code and stderr, later stages not run.
     p.write(
         "prepare.sh",
