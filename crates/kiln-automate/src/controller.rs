@@ -51,7 +51,7 @@ pub struct Controller {
 
 /// `[train]` with `[automate.train]` over it: keys replace keys, tables merge one level down
 /// (so `[automate.train.split]` changes the split's keys it names and keeps the others).
-fn merged_train(base: &toml::Table, over: &toml::Table) -> toml::Table {
+pub(crate) fn merged_train(base: &toml::Table, over: &toml::Table) -> toml::Table {
     let mut t = base.clone();
     for (k, v) in over {
         match (t.get_mut(k), v) {

@@ -16,11 +16,16 @@
 //! The controller runs inside `kiln serve` (`[automate] enabled = true`) or as its own
 //! process (`kiln watch`); the store allows one running retraining per model, so several
 //! controllers never retrain the same model at once.
+//!
+//! [`pipeline`] runs the stages of `[pipeline]` in order (ingest, validate, train, gate,
+//! deploy, external commands), skipping those whose inputs are unchanged since they last
+//! succeeded, with the same gates and the same compare-and-set alias move.
 
 pub mod config;
 pub mod controller;
 pub mod gates;
 pub mod harvest;
+pub mod pipeline;
 pub mod rollout;
 
 pub use config::AutomateConfig;

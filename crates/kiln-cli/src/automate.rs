@@ -104,7 +104,7 @@ pub struct RolloutStopArgs {
     pub json: bool,
 }
 
-fn automate_error(e: AutomateError) -> CliError {
+pub(crate) fn automate_error(e: AutomateError) -> CliError {
     match e {
         AutomateError::Input(m) => CliError::input(m),
         AutomateError::Store(s) => CliError::from_store(s),

@@ -12,6 +12,7 @@ mod init;
 mod models;
 mod monitor;
 mod output;
+mod pipeline;
 mod quickstart;
 mod replay;
 mod serve;
@@ -107,6 +108,10 @@ enum Command {
     /// Retrainings recorded by the controller: triggers, gates, outcomes
     #[command(subcommand)]
     Retrains(automate::RetrainsCommand),
+    /// The stages of [pipeline] (ingest, validate, train, gate, deploy, your own commands),
+    /// each skipped when its inputs are unchanged; what is stale and why; past runs
+    #[command(subcommand)]
+    Pipeline(pipeline::PipelineCommand),
     /// Shadow and canary rollouts: list them, start one by hand, stop one
     #[command(subcommand)]
     Rollouts(automate::RolloutsCommand),
@@ -160,6 +165,7 @@ fn main() -> ExitCode {
             Command::Replay(args) => replay::run(&cli.global, args).await,
             Command::Watch(args) => automate::watch(&cli.global, args).await,
             Command::Retrains(cmd) => automate::retrains(&cli.global, cmd).await,
+            Command::Pipeline(cmd) => pipeline::run(&cli.global, cmd).await,
             Command::Rollouts(cmd) => automate::rollouts(&cli.global, cmd).await,
             Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
         }

@@ -266,6 +266,11 @@ impl Spinner {
     pub fn finish(&self) {
         self.0.finish_and_clear();
     }
+
+    /// Prints a line on stdout, the spinner (if shown) out of its way.
+    pub fn println(&self, line: &str) {
+        self.0.suspend(|| println!("{line}"));
+    }
 }
 
 impl kiln_train::train::Steps for Spinner {

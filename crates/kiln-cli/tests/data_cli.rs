@@ -701,6 +701,7 @@ fn help_describes_every_command() {
         "replay",
         "watch",
         "retrains",
+        "pipeline",
         "--home",
         "--db",
         "--artifacts",

@@ -195,6 +195,56 @@ max_errors_shown = 20
 # recency_half_life = "30d"     # split.cutoff is dropped: they validate on the newest rows)
 # [automate.train.split]
 # refit = true                  # ship the model refit on validation rows too
+
+# The pipeline `kiln pipeline run` executes in order, skipping each stage whose inputs (data
+# and dep files by content hash, its settings, the config sections it reads, upstream outputs,
+# Kiln's version) are unchanged since it last succeeded and whose outputs still exist.
+# `kiln pipeline status` says which stages are stale and why. Without [[pipeline.stages]]:
+# ingest and validate `source` into [train] dataset (when `source` is set), then train, gate
+# and deploy.
+# [pipeline]
+# name = "default"              # runs and the cache are kept per pipeline name
+# # source = "data/hour.csv.gz" # only without [[pipeline.stages]]: the default pipeline's
+#                               # data file (relative to this file)
+#
+# [[pipeline.stages]]
+# name = "ingest"               # unique; what status, runs and errors call it
+# kind = "ingest"               # ingest | validate | train | import | gate | deploy | command
+# dataset = "bikes"             # ingest: `kiln data add PATH --dataset DATASET`
+# path = "data/hour.csv.gz"     #   (identical content adds no version)
+# [[pipeline.stages]]
+# name = "validate"
+# kind = "validate"             # the upstream snapshot against [datasets.NAME]'s rules now;
+#                               # any violation fails the pipeline
+# [[pipeline.stages]]
+# name = "train"
+# kind = "train"                # [train] (and `set` over it) on the upstream snapshot;
+# set = { gbdt.iterations = 200 }     # trains, evaluates against the baselines and the
+#                               # champion, registers: evaluate and register happen here
+# [[pipeline.stages]]
+# name = "export"
+# kind = "command"              # your own code: run with this file's folder as the cwd
+# run = "python3 train.py"      # a shell command, or an argv list ["python3", "train.py"]
+# deps = ["train.py", "data/hour.csv.gz"]   # files whose content keys the cache
+# outs = ["model.onnx"]         # files it must write (missing after the run: failed)
+# env = { SEED = "0" }
+# [[pipeline.stages]]
+# name = "import"
+# kind = "import"               # an ONNX file (e.g. a command's out) imported and evaluated
+# file = "model.onnx"           # like `kiln models import`; registered under `model`
+# schema = "model.schema.json"  # [default model: [train] register]
+# [[pipeline.stages]]
+# name = "gate"
+# kind = "gate"                 # beats_baseline, vs_champion, latency; a failure stops the
+# margin = -0.05                # pipeline before deploy (exit 1) and production is untouched
+# max_latency_ms = 50
+# [[pipeline.stages]]
+# name = "deploy"
+# kind = "deploy"               # moves `alias` to the candidate, compare-and-set against the
+# alias = "production"          # revision the gate saw; actor `kiln-pipeline`
+# strategy = "direct"           # or "shadow" / "canary": the candidate goes on a rollout
+#                               # against `alias`, judged by the controller ([automate.rollout])
+# # share = 0.1                 # canary only: its share of requests
 "#;
 
 /// A problem with `kiln.toml`.
@@ -239,6 +289,10 @@ pub struct Config {
     /// checked by the automation stage).
     #[serde(default)]
     pub automate: toml::Table,
+    /// `[pipeline]`: the stages `kiln pipeline run` executes and caches (read and checked by
+    /// the automation stage).
+    #[serde(default)]
+    pub pipeline: toml::Table,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]

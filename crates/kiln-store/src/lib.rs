@@ -2,7 +2,7 @@
 //!
 //! * [`MetaStore`]: the relational metadata (datasets and their versions; models, their
 //!   versions and aliases with history; training runs; the server's prediction log and label
-//!   feedback; alerts and retrainings) through sqlx, on SQLite by default or PostgreSQL by URL.
+//!   feedback; alerts, retrainings and pipeline runs) through sqlx, on SQLite by default or PostgreSQL by URL.
 //!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
 //!   reports) through `object_store`, on a local folder by default. Every write is atomic and
@@ -13,6 +13,7 @@
 mod alerts;
 mod artifacts;
 mod meta;
+mod pipelines;
 mod predictions;
 mod registry;
 mod retrains;
@@ -24,6 +25,7 @@ use std::path::{Path, PathBuf};
 pub use alerts::{Alert, NewAlert};
 pub use artifacts::{ArtifactStore, VerifiedFile};
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
+pub use pipelines::{NewStage, PipelineRun, StageRecord};
 pub use predictions::{
     FeedbackOutcome, FeedbackRecord, LabelQuery, LabelledPrediction, PredictionQuery,
     PredictionRecord, SHADOW_ALIAS, StoredFeedback, StoredPrediction,

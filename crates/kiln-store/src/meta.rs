@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 7] = [
+const MIGRATIONS: [(i64, &str, &str); 8] = [
     (
         1,
         "datasets",
@@ -40,6 +40,11 @@ const MIGRATIONS: [(i64, &str, &str); 7] = [
         6,
         "retrains",
         include_str!("../migrations/0006_retrains.sql"),
+    ),
+    (
+        7,
+        "pipelines",
+        include_str!("../migrations/0007_pipelines.sql"),
     ),
     (
         8,

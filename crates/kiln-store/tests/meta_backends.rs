@@ -9,8 +9,8 @@ use kiln_core::id::ContentId;
 use kiln_core::schema::{Column, FeatureType, Schema};
 use kiln_store::{
     Expect, FeedbackOutcome, FeedbackRecord, LabelQuery, MetaStore, NewAlert, NewRetrain,
-    NewRollout, NewRun, NewVersion, PartRef, PredictionQuery, PredictionRecord, RetrainOutcome,
-    RunResult, RunStatus, SHADOW_ALIAS, StoreError, StoredPrediction,
+    NewRollout, NewRun, NewStage, NewVersion, PartRef, PredictionQuery, PredictionRecord,
+    RetrainOutcome, RunResult, RunStatus, SHADOW_ALIAS, StoreError, StoredPrediction,
 };
 
 fn new_version(dataset: &str, seed: &str) -> NewVersion {
@@ -869,6 +869,133 @@ async fn exercise_retrains(store: MetaStore) {
     assert!(store.retrains(None, 100).await.unwrap().len() >= 3);
 }
 
+/// Pipeline runs and their stages: recorded running before work, completed once; the cache
+/// lookup sees only stages that ran or were skipped, newest first, per pipeline.
+async fn exercise_pipelines(store: MetaStore) {
+    let name = unique("pipe");
+    let stage = |stage: &str, position: i64, key: &str| NewStage {
+        stage: stage.into(),
+        position,
+        kind: "command".into(),
+        key: key.into(),
+        inputs: serde_json::json!({"deps": {"a.csv": key}}),
+    };
+    assert_eq!(store.last_good_stage(&name, "prep").await.unwrap(), None);
+    let first = store
+        .start_pipeline_run(&name, Some("abc+dirty"))
+        .await
+        .unwrap();
+    store
+        .start_stage(first, &stage("prep", 0, "k1"), None)
+        .await
+        .unwrap();
+    // Running is not a result yet.
+    assert_eq!(store.last_good_stage(&name, "prep").await.unwrap(), None);
+    let out = serde_json::json!({"outs": {"b.csv": "h"}});
+    assert!(
+        store
+            .finish_stage(first, "prep", "ran", Some(&out), 12, "wrote b.csv")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_stage(first, "prep", "failed", None, 1, "again")
+            .await
+            .unwrap(),
+        "a stage finishes once"
+    );
+    assert!(
+        store
+            .finish_stage(first, "prep", "skipped", None, 1, "")
+            .await
+            .is_err()
+    );
+    // The same stage twice in one run is refused.
+    assert!(
+        store
+            .start_stage(first, &stage("prep", 0, "k1"), None)
+            .await
+            .is_err()
+    );
+    store
+        .start_stage(first, &stage("train", 1, "k2"), None)
+        .await
+        .unwrap();
+    store
+        .finish_stage(first, "train", "failed", None, 5, "exit 3")
+        .await
+        .unwrap();
+    assert!(
+        store
+            .finish_pipeline_run(first, "failed", "train: exit 3")
+            .await
+            .unwrap()
+    );
+    assert!(
+        !store
+            .finish_pipeline_run(first, "succeeded", "")
+            .await
+            .unwrap()
+    );
+    assert_eq!(store.last_good_stage(&name, "train").await.unwrap(), None);
+
+    let second = store.start_pipeline_run(&name, None).await.unwrap();
+    assert!(second > first);
+    store
+        .start_stage(second, &stage("prep", 0, "k1"), Some(&out))
+        .await
+        .unwrap();
+    let cached = store
+        .last_good_stage(&name, "prep")
+        .await
+        .unwrap()
+        .expect("the skipped record counts");
+    assert_eq!(
+        (
+            cached.run_id,
+            cached.state.as_str(),
+            cached.outputs.as_ref()
+        ),
+        (second, "skipped", Some(&out))
+    );
+    assert_eq!(cached.stage, stage("prep", 0, "k1"));
+    assert_eq!(cached.pipeline, name);
+    // Another pipeline's stage of the same name is not this one's cache.
+    assert_eq!(
+        store
+            .last_good_stage(&unique("other"), "prep")
+            .await
+            .unwrap(),
+        None
+    );
+    store
+        .finish_pipeline_run(second, "succeeded", "")
+        .await
+        .unwrap();
+
+    let runs = store.pipeline_runs(Some(&name), 10).await.unwrap();
+    assert_eq!(
+        runs.iter()
+            .map(|r| (r.id, r.state.as_str()))
+            .collect::<Vec<_>>(),
+        [(second, "succeeded"), (first, "failed")]
+    );
+    assert_eq!(runs[1].code_version.as_deref(), Some("abc+dirty"));
+    assert_eq!(runs[1].message.as_deref(), Some("train: exit 3"));
+    assert!(runs[1].finished_at.unwrap() >= runs[1].started_at);
+    let stages = store.pipeline_stages(first).await.unwrap();
+    assert_eq!(
+        stages
+            .iter()
+            .map(|s| (s.stage.stage.as_str(), s.state.as_str(), s.duration_ms))
+            .collect::<Vec<_>>(),
+        [("prep", "ran", Some(12)), ("train", "failed", Some(5))]
+    );
+    assert_eq!(stages[0].message.as_deref(), Some("wrote b.csv"));
+    assert!(store.pipeline_runs(None, 100).await.unwrap().len() >= 2);
+}
+
 /// Rollouts: one running per model, ended once with its numbers, listed newest first.
 async fn exercise_rollouts(store: MetaStore) {
     let model = unique("rollout");
@@ -948,6 +1075,7 @@ async fn sqlite_backend() {
     exercise_labels_and_alerts(MetaStore::connect(&url).await.unwrap()).await;
     exercise_retrains(MetaStore::connect(&url).await.unwrap()).await;
     exercise_rollouts(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_pipelines(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -972,6 +1100,7 @@ async fn postgres_backend() {
     exercise_labels_and_alerts(MetaStore::connect(&url).await.unwrap()).await;
     exercise_retrains(MetaStore::connect(&url).await.unwrap()).await;
     exercise_rollouts(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_pipelines(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]

@@ -31,7 +31,7 @@ use kiln_model::learner::Fitted;
 use serde::Deserialize;
 
 use crate::spec::TrainSpec;
-use crate::train::{Given, Job, Resolved, Steps, TrainOutcome, resolve_inputs};
+use crate::train::{Champion, Given, Job, Resolved, Steps, TrainOutcome, resolve_inputs};
 use crate::{Result, input};
 
 /// The schema file.
@@ -141,6 +141,20 @@ pub async fn import_onnx(
     req: ImportRequest,
     steps: Arc<dyn Steps>,
 ) -> Result<TrainOutcome> {
+    import_onnx_against(store, config, scratch, spec, req, steps, None).await
+}
+
+/// `import_onnx`, with the champion scored on the imported model's validation rows as well
+/// (as `train_against` does for a trained one).
+pub async fn import_onnx_against(
+    store: &kiln_store::Store,
+    config: &Config,
+    scratch: &Path,
+    spec: &TrainSpec,
+    req: ImportRequest,
+    steps: Arc<dyn Steps>,
+    champion: Option<Champion>,
+) -> Result<TrainOutcome> {
     kiln_core::names::validate_name("model", &req.name).map_err(|e| input(e.to_string()))?;
     let (model, labels) = Fitted::from_onnx(req.onnx.clone(), req.schema.inputs.len())
         .map_err(|e| input(format!("{}: {e}", req.file_name)))?;
@@ -199,7 +213,7 @@ pub async fn import_onnx(
             labels,
             params,
         }),
-        champion: None,
+        champion,
     };
     job.run(None).await
 }
