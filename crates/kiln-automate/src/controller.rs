@@ -189,20 +189,14 @@ impl Controller {
             return idle(format!("retraining #{} is running", r.id));
         }
         let since = now - last.map_or(first, |r| r.start.event_time);
-        // Alerts of the version the champion alias serves (not of a shadow, or of a version
-        // that no longer takes traffic).
-        let champion = self.store.meta.alias(&model, &s.alias).await?;
+        // An alert episode belongs to the model and rule (whichever version fired it first
+        // and whichever serves now), so every firing one counts.
         let firing: Vec<String> = self
             .store
             .meta
             .alerts(Some(&model), true, 100)
             .await?
             .into_iter()
-            .filter(|a| {
-                champion
-                    .as_ref()
-                    .is_none_or(|c| c.version == a.alert.version)
-            })
             .map(|a| a.alert.rule)
             .filter(|rule| s.on_alerts.as_ref().is_none_or(|on| on.contains(rule)))
             .collect();

@@ -47,6 +47,7 @@ pub struct RetrainsListArgs {
     /// At most this many
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// Print them as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -70,8 +71,10 @@ pub struct RolloutsListArgs {
     /// Only running ones
     #[arg(long)]
     pub running: bool,
+    /// At most this many
     #[arg(long, default_value_t = 50)]
     pub limit: i64,
+    /// Print them as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -90,6 +93,7 @@ pub struct RolloutStartArgs {
     /// Why (recorded with the alias move)
     #[arg(long)]
     pub reason: String,
+    /// Print the rollout as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -100,6 +104,7 @@ pub struct RolloutStopArgs {
     /// Why (recorded with the alias removal)
     #[arg(long)]
     pub reason: String,
+    /// Print the ended rollout as JSON
     #[arg(long)]
     pub json: bool,
 }

@@ -460,8 +460,10 @@ async fn diff(project: &Project, a: DiffArgs) -> Result<(), CliError> {
     let drift = if a.drift {
         let reference = table_summary(project, &va).await?;
         let current = table_summary(project, &vb).await?;
-        let settings = kiln_monitor::drift_settings(&project.config.monitor)
-            .map_err(|e| CliError::input(format!("kiln.toml {e}")))?;
+        // The whole [monitor] section is checked (the serving keys too), by its one reader.
+        let settings = kiln_watch::rules::MonitorConfig::from_table(&project.config.monitor)
+            .map_err(|e| CliError::input(format!("kiln.toml {e}")))?
+            .drift;
         Some(
             kiln_monitor::drift_report(&reference, &current, &settings)
                 .map_err(|e| CliError::input(format!("drift: {e}")))?,

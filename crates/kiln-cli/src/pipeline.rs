@@ -41,6 +41,7 @@ pub struct RunArgs {
 
 #[derive(Args, Debug)]
 pub struct StatusArgs {
+    /// Print each stage's state and reasons as JSON
     #[arg(long)]
     pub json: bool,
 }
@@ -50,6 +51,7 @@ pub struct RunsArgs {
     /// At most this many runs
     #[arg(long, default_value_t = 20)]
     pub limit: i64,
+    /// Print the runs and their stages as JSON
     #[arg(long)]
     pub json: bool,
 }

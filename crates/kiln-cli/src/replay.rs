@@ -60,7 +60,7 @@ pub struct ReplayArgs {
     /// Send no labels
     #[arg(long)]
     pub no_labels: bool,
-    /// API key for the prediction routes [env: KILN_API_KEY]
+    /// API key for the prediction routes
     #[arg(long, env = "KILN_API_KEY", hide_env_values = true)]
     pub api_key: Option<String>,
     /// Print the summary as one JSON document

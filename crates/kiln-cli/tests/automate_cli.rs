@@ -285,6 +285,54 @@ fn the_controller_retrains_on_its_triggers_within_its_guards_and_gates() {
         table.contains("schedule") && table.contains("manual"),
         "{table}"
     );
+
+    // Cool-down: two more days of traffic, and an alert of the production version fires
+    // (recorded as the server's monitoring records one).
+    let sent = replay(&p, &s, "2012-01-22", "2012-01-24", &[]);
+    assert!(sent["rows"].as_u64().unwrap() > 40, "{sent}");
+    rt().block_on(async {
+        let store = kiln_store::Store::open(&kiln_store::StoreLocation::in_home(&p.path(".kiln")))
+            .await
+            .unwrap();
+        let fired = store
+            .meta
+            .fire_alert(&kiln_store::NewAlert {
+                model: "bikes".into(),
+                version: candidate,
+                rule: "manual_check".into(),
+                severity: "warning".into(),
+                value: Some(2.0),
+                threshold: Some(1.0),
+                message: "a breach".into(),
+                window_start: 0,
+                window_end: 1,
+            })
+            .await
+            .unwrap();
+        assert!(fired.is_some());
+        // The controller's clock is the log's: wait until the two days are written.
+        let deadline = Instant::now() + Duration::from_secs(30);
+        while store.meta.latest_prediction_time("bikes").await.unwrap()
+            < Some(1_327_276_800_000_000)
+        {
+            assert!(Instant::now() < deadline, "the replay was not logged");
+            tokio::time::sleep(Duration::from_millis(200)).await;
+        }
+    });
+    let on_alert = |cooldown: &str| {
+        format!(
+            "schedule = \"365d\"\non_alerts = [\"manual_check\"]\nmin_labelled_rows = 1\ncooldown = \"{cooldown}\""
+        )
+    };
+    with(&on_alert("30d"), "");
+    let idle = pass(&p, &["--once"]);
+    assert_eq!(
+        idle["reason"], "alert manual_check is firing, in cool-down",
+        "{idle}"
+    );
+    with(&on_alert("1d"), "");
+    let acted = pass(&p, &["--once"]);
+    assert_eq!(acted["retrain"]["trigger"], "alert:manual_check", "{acted}");
     drop(s);
 }
 
@@ -370,9 +418,9 @@ fn row() -> Value {
            "temp": 34.3, "atemp": 38.0012, "hum": 37.0, "windspeed": 19.0012})
 }
 
-/// Sends one predict request (with a route key when given); the answering version and the
-/// row's request id.
-async fn predict(client: &reqwest::Client, url: &str, key: Option<&str>) -> (i64, String) {
+/// Sends one predict request (with a route key when given); the answering version, the
+/// row's request id and the predicted value.
+async fn predict(client: &reqwest::Client, url: &str, key: Option<&str>) -> (i64, String, f64) {
     let mut req = client
         .post(format!("{url}/v1/models/bikes/predict"))
         .json(&serde_json::json!({"instances": [row()]}))
@@ -390,6 +438,7 @@ async fn predict(client: &reqwest::Client, url: &str, key: Option<&str>) -> (i64
             .as_str()
             .unwrap()
             .to_owned(),
+        b["predictions"][0]["value"].as_f64().unwrap(),
     )
 }
 
@@ -505,7 +554,7 @@ fn a_shadow_scores_copies_never_answers_and_is_promoted_when_a_paired_test_shows
         wait_alias(&client, &s.url, "shadow", Some(2)).await;
         let mut ids = Vec::new();
         for _ in 0..20 {
-            let (version, id) = predict(&client, &s.url, None).await;
+            let (version, id, _) = predict(&client, &s.url, None).await;
             assert_eq!(version, 1, "production answers, never the shadow");
             ids.push(id);
         }
@@ -602,7 +651,7 @@ fn a_shadow_scores_copies_never_answers_and_is_promoted_when_a_paired_test_shows
 #[test]
 fn a_canary_answers_its_share_sticky_by_key_and_a_worse_one_is_rolled_back() {
     let p = project();
-    // The challenger: a linear model on three inputs, far worse than the trees.
+    // The challenger: a linear model on three inputs.
     p.ok(&[
         "train",
         "--set",
@@ -629,24 +678,39 @@ fn a_canary_answers_its_share_sticky_by_key_and_a_worse_one_is_rolled_back() {
     let client = reqwest::Client::new();
     rt().block_on(async {
         wait_alias(&client, &s.url, "canary", Some(2)).await;
-        let mut canary = 0;
-        let mut first = Vec::new();
+        let mut answers = Vec::new();
         for i in 0..300 {
-            let (v, _) = predict(&client, &s.url, Some(&format!("user-{i}"))).await;
-            canary += usize::from(v == 2);
-            first.push(v);
+            answers.push(predict(&client, &s.url, Some(&format!("user-{i}"))).await);
         }
+        let canary = answers.iter().filter(|a| a.0 == 2).count();
         let share = canary as f64 / 300.0;
         // Binomial(300, 0.3): the standard deviation is 0.026.
         assert!((0.22..=0.38).contains(&share), "canary share {share}");
         // The same key lands on the same side every time.
-        for (i, v) in first.iter().enumerate().take(60) {
-            let (again, _) = predict(&client, &s.url, Some(&format!("user-{i}"))).await;
-            assert_eq!(again, *v, "user-{i} switched sides");
+        for (i, a) in answers.iter().enumerate().take(60) {
+            let (again, _, _) = predict(&client, &s.url, Some(&format!("user-{i}"))).await;
+            assert_eq!(again, a.0, "user-{i} switched sides");
         }
+        // Labels come back, a quarter of the way from production's answer to the canary's
+        // (every request scored the same row): the canary's squared error is 9 times
+        // production's.
+        let value = |v: i64| answers.iter().find(|a| a.0 == v).unwrap().2;
+        let (p1, p2) = (value(1), value(2));
+        assert!((p1 - p2).abs() > 1.0, "{p1} vs {p2}");
+        let label = p1 + (p2 - p1) / 4.0;
+        let feedback: Vec<Value> = answers
+            .iter()
+            .map(|a| serde_json::json!({"request_id": a.1, "label": label}))
+            .collect();
+        let r = client
+            .post(format!("{}/v1/feedback", s.url))
+            .json(&feedback)
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
     });
-    let sent = replay(&p, &s, "2012-01-01", "2012-01-08", &["--label-delay", "1h"]);
-    wait_logged(&p, sent["rows"].as_u64().unwrap() + 360);
+    wait_logged(&p, 360);
     let judged = pass(&p, &["--once"]);
     let r = &judged["rollout"];
     assert_eq!(r["state"], "rolled_back", "{judged}");

@@ -1003,11 +1003,12 @@ fn drift_between_versions_equals_evidentlys_report() {
     assert!(human.contains("Wasserstein distance (normed)"), "{human}");
     assert!(human.contains("4 of 13 columns drifted"), "{human}");
 
-    // kiln.toml chooses a column's test and threshold, and the dataset's share.
+    // kiln.toml chooses a column's test and threshold, and the dataset's share; the serving
+    // keys of [monitor] beside them (as in the example) are fine.
     let config = p.path("kiln.toml");
     let mut toml = std::fs::read_to_string(&config).unwrap_or_default();
     toml.push_str(
-        "\n[monitor.drift]\nshare = 0.25\n[monitor.drift.columns.temp]\nmethod = \"psi\"\nthreshold = 0.001\n",
+        "\n[monitor]\nwindow = \"7d\"\ninterval = \"1s\"\n[monitor.drift]\nshare = 0.25\n[monitor.drift.columns.temp]\nmethod = \"psi\"\nthreshold = 0.001\n",
     );
     std::fs::write(&config, &toml).unwrap();
     let d = p

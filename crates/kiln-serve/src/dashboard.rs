@@ -93,6 +93,18 @@ pub async fn monitor(State(state): State<Arc<AppState>>) -> Result<Response, Api
             });
         }
     }
+    // What serves first: production, then the other aliases' versions, then versions kept
+    // loaded without an alias, newest first.
+    models.sort_by_key(|m| {
+        let rank = if m.aliases.iter().any(|a| a == crate::native::DEFAULT_ALIAS) {
+            0
+        } else if m.aliases.is_empty() {
+            2
+        } else {
+            1
+        };
+        (m.model.clone(), rank, std::cmp::Reverse(m.version))
+    });
     let alerts = state
         .store
         .meta

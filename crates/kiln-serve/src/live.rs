@@ -293,10 +293,11 @@ impl LiveMonitor {
         let requests = self.request_counts();
         for (name, version) in keys {
             let Some(model) = catalog.by_version(&name, version).cloned() else {
-                // No longer served: forget it.
+                // No longer served: forget it, and its gauges.
                 if let Ok(mut m) = self.models.lock() {
-                    m.remove(&(name, version));
+                    m.remove(&(name.clone(), version));
                 }
+                self.metrics.monitor.forget(&name, version);
                 continue;
             };
             let Some(monitoring) = model.artifact.monitoring.as_ref() else {

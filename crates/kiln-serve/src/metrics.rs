@@ -48,7 +48,45 @@ pub struct MonitorMetrics {
     pub alert_transitions: IntCounterVec,
 }
 
+/// Removes every series of `vec` labelled with this model and version.
+fn forget_series<T>(vec: &prometheus::core::MetricVec<T>, model: &str, version: &str)
+where
+    T: prometheus::core::MetricVecBuilder,
+{
+    use prometheus::core::Collector;
+    for family in vec.collect() {
+        for m in family.get_metric() {
+            let labels: std::collections::HashMap<&str, &str> = m
+                .get_label()
+                .iter()
+                .map(|l| (l.name(), l.value()))
+                .collect();
+            if labels.get("model") == Some(&model) && labels.get("version") == Some(&version) {
+                let _ = vec.remove(&labels);
+            }
+        }
+    }
+}
+
 impl MonitorMetrics {
+    /// Drops the series of a version no longer served, so `/metrics` does not grow with every
+    /// version a model ever had (the alert counters and firing gauges stay: they are history).
+    pub fn forget(&self, model: &str, version: i64) {
+        let v = version.to_string();
+        forget_series(&self.window_rows, model, &v);
+        forget_series(&self.drift_score, model, &v);
+        forget_series(&self.drift_detected, model, &v);
+        forget_series(&self.drift_share, model, &v);
+        forget_series(&self.dataset_drift, model, &v);
+        forget_series(&self.missing_rate, model, &v);
+        forget_series(&self.prediction_drift_score, model, &v);
+        forget_series(&self.prediction_drift_detected, model, &v);
+        forget_series(&self.realized, model, &v);
+        forget_series(&self.labelled_rows, model, &v);
+        forget_series(&self.estimated, model, &v);
+        forget_series(&self.reference, model, &v);
+    }
+
     fn new(r: &Registry) -> Result<Self, prometheus::Error> {
         let gauge =
             |name: &str, help: &str, labels: &[&str]| -> Result<GaugeVec, prometheus::Error> {
@@ -314,5 +352,37 @@ impl Metrics {
         let mut out = Vec::with_capacity(16 * 1024);
         TextEncoder::new().encode(&self.registry.gather(), &mut out)?;
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn forgetting_a_version_drops_its_monitoring_series_only() {
+        let m = Metrics::new().unwrap();
+        for v in ["1", "2"] {
+            m.monitor
+                .window_rows
+                .with_label_values(&["bikes", v])
+                .set(5);
+            m.monitor
+                .drift_score
+                .with_label_values(&["bikes", v, "temp", "wasserstein"])
+                .set(0.2);
+        }
+        m.monitor
+            .window_rows
+            .with_label_values(&["other", "1"])
+            .set(3);
+        m.monitor.forget("bikes", 1);
+        let text = String::from_utf8(m.render().unwrap()).unwrap();
+        assert!(!text.contains("model=\"bikes\",version=\"1\""), "{text}");
+        assert!(text.contains("kiln_monitor_window_rows{model=\"bikes\",version=\"2\"} 5"));
+        assert!(text.contains("kiln_monitor_window_rows{model=\"other\",version=\"1\"} 3"));
+        assert!(
+            text.contains("feature=\"temp\",method=\"wasserstein\",model=\"bikes\",version=\"2\"")
+        );
     }
 }
