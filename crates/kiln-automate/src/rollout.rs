@@ -85,7 +85,14 @@ pub struct RolloutConfig {
     pub max_p99_ms: f64,
     /// Rollback when the challenger's mean loss is above the champion's times this.
     pub max_worse: f64,
+    /// Rollback when the challenger fails more than this share of its requests (where
+    /// production answered), once it has failed `MIN_ERRORS` times.
+    pub max_error_rate: f64,
 }
+
+/// Failures a challenger may have before its error rate is judged (one failure in the first
+/// few requests is not a rate).
+pub const MIN_ERRORS: i64 = 3;
 
 impl Default for RolloutConfig {
     fn default() -> Self {
@@ -96,6 +103,7 @@ impl Default for RolloutConfig {
             max_duration: 7 * 86_400_000_000,
             max_p99_ms: 100.0,
             max_worse: 1.5,
+            max_error_rate: 0.01,
         }
     }
 }
@@ -109,6 +117,7 @@ struct Section {
     max_duration: Option<String>,
     max_p99_ms: Option<f64>,
     max_worse: Option<f64>,
+    max_error_rate: Option<f64>,
 }
 
 impl RolloutConfig {
@@ -174,6 +183,14 @@ impl RolloutConfig {
                 "a factor above 1, e.g. 1.5 (the challenger's loss at most 1.5 times the champion's)",
             ));
         }
+        let max_error_rate = s.max_error_rate.unwrap_or(d.max_error_rate);
+        if !(0.0..1.0).contains(&max_error_rate) {
+            return Err(bad(
+                "max_error_rate",
+                max_error_rate.to_string(),
+                "a share of requests in [0, 1), e.g. 0.01",
+            ));
+        }
         Ok(Self {
             share,
             samples,
@@ -181,6 +198,7 @@ impl RolloutConfig {
             max_duration,
             max_p99_ms,
             max_worse,
+            max_error_rate,
         })
     }
 }
@@ -197,6 +215,10 @@ pub struct Evidence {
     pub latencies_us: Vec<i64>,
     /// Event time since the rollout's first logged row (microseconds; 0 before it).
     pub elapsed: i64,
+    /// Rows the challenger answered (or scored, for a shadow) since the start, labelled or not.
+    pub routed: i64,
+    /// Requests it failed where production answered.
+    pub errors: i64,
 }
 
 /// What a judgement decided.
@@ -289,10 +311,24 @@ pub fn judge(c: &RolloutConfig, e: &Evidence) -> (Verdict, Value) {
         "champion_loss": champion,
         "challenger_loss": challenger,
         "challenger_p99_ms": p99_ms,
+        "challenger_rows": e.routed,
+        "challenger_errors": e.errors,
         "samples": c.samples,
         "confidence": c.confidence,
         "elapsed_hours": e.elapsed as f64 / 3.6e9,
     });
+    let attempts = e.routed + e.errors;
+    if e.errors >= MIN_ERRORS && e.errors as f64 > c.max_error_rate * attempts as f64 {
+        return (
+            Verdict::RollBack(format!(
+                "the challenger failed {} of {attempts} requests ({:.1}%) that production answered; max_error_rate = {}",
+                e.errors,
+                100.0 * e.errors as f64 / attempts.max(1) as f64,
+                c.max_error_rate
+            )),
+            numbers,
+        );
+    }
     let early = c.samples.div_ceil(4);
     if e.challenger.len() >= early
         && let Some(p99) = p99_ms
@@ -403,6 +439,11 @@ pub async fn evidence(store: &Store, r: &Rollout, now: i64) -> Result<Evidence> 
     let mut e = Evidence {
         paired: s.strategy == "shadow",
         elapsed: first.map_or(0, |t| (now - t).max(0)),
+        routed: store
+            .meta
+            .count_routed(&s.model, s.challenger_version, &s.alias, s.event_time)
+            .await?,
+        errors: r.errors,
         ..Evidence::default()
     };
     let is = |alias: &Option<String>, want: &str| alias.as_deref() == Some(want);
@@ -673,6 +714,7 @@ mod tests {
             ("confidence = 1.0", "confidence"),
             ("max_duration = \"soon\"", "max_duration"),
             ("max_worse = 0.9", "max_worse"),
+            ("max_error_rate = 1.0", "max_error_rate"),
             ("shares = 0.1", "shares"),
         ] {
             let e = parse(t).unwrap_err().to_string();
@@ -693,6 +735,7 @@ mod tests {
             paired: true,
             latencies_us: vec![500; 40],
             elapsed: 0,
+            ..Evidence::default()
         };
         let (v, n) = judge(&cfg(), &better);
         assert!(matches!(v, Verdict::Promote(_)), "{v:?}");
@@ -743,6 +786,7 @@ mod tests {
             paired: true,
             latencies_us: vec![250_000; 10],
             elapsed: 0,
+            ..Evidence::default()
         };
         let (v, _) = judge(&cfg(), &slow);
         assert!(
@@ -768,6 +812,33 @@ mod tests {
             ..slow
         };
         assert!(matches!(judge(&cfg(), &few).0, Verdict::Continue(_)));
+    }
+
+    #[test]
+    fn a_challenger_that_fails_requests_is_rolled_back_on_its_error_rate() {
+        let failing = Evidence {
+            routed: 97,
+            errors: 3,
+            ..Evidence::default()
+        };
+        let (v, n) = judge(&cfg(), &failing);
+        assert!(
+            matches!(&v, Verdict::RollBack(m) if m.contains("failed 3 of 100 requests (3.0%)")),
+            "{v:?}"
+        );
+        assert_eq!(n["challenger_errors"], 3);
+        // Below the rate, or too few failures to be a rate: no verdict from errors.
+        let rare = Evidence {
+            routed: 997,
+            ..failing.clone()
+        };
+        assert!(matches!(judge(&cfg(), &rare).0, Verdict::Continue(_)));
+        let two = Evidence {
+            routed: 10,
+            errors: 2,
+            ..Evidence::default()
+        };
+        assert!(matches!(judge(&cfg(), &two).0, Verdict::Continue(_)));
     }
 
     #[test]

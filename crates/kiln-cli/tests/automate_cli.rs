@@ -730,3 +730,70 @@ fn a_canary_answers_its_share_sticky_by_key_and_a_worse_one_is_rolled_back() {
     );
     drop(s);
 }
+
+#[test]
+fn a_canary_that_fails_requests_costs_callers_nothing_and_is_rolled_back_on_its_error_rate() {
+    let p = project();
+    // The challenger needs `casual` as an input, which callers do not send: it refuses every
+    // request production answers.
+    p.ok(&[
+        "train",
+        "--set",
+        "split.cutoff=2011-11-01",
+        "--set",
+        "exclude=[\"registered\"]",
+    ]);
+    p.config(&config(
+        "[automate]\nstrategy = \"canary\"\non_alerts = []\n[automate.rollout]\nsamples = 80\n",
+        "",
+    ));
+    let s = serve(&p);
+    p.ok(&[
+        "rollouts",
+        "start",
+        "bikes@2",
+        "--strategy",
+        "canary",
+        "--share",
+        "0.5",
+        "--reason",
+        "try it",
+    ]);
+    let client = reqwest::Client::new();
+    rt().block_on(async {
+        wait_alias(&client, &s.url, "canary", Some(2)).await;
+        for i in 0..40 {
+            let (version, _, _) = predict(&client, &s.url, Some(&format!("user-{i}"))).await;
+            assert_eq!(version, 1, "production answers what the canary could not");
+        }
+    });
+    // The server adds the failures to the rollout at its next registry poll.
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let errors = loop {
+        let running = p.ok(&["rollouts", "list", "--running", "--json"]).json();
+        let errors = running[0]["errors"].as_i64().unwrap();
+        let routed = (0..40)
+            .filter(|i| kiln_serve::native::route_bucket(&format!("user-{i}")) < 0.5)
+            .count() as i64;
+        if errors == routed {
+            break errors;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{errors} of {routed} failures recorded"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    };
+    assert!(errors >= 10, "{errors}");
+    wait_logged(&p, 40);
+    let judged = pass(&p, &["--once"]);
+    let r = &judged["rollout"];
+    assert_eq!(r["state"], "rolled_back", "{judged}");
+    let why = r["message"].as_str().unwrap();
+    assert!(
+        why.contains(&format!("failed {errors} of {errors} requests (100.0%)")),
+        "{why}"
+    );
+    assert_eq!(production(&p), 1);
+    drop(s);
+}

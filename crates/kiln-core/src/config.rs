@@ -191,6 +191,9 @@ max_errors_shown = 20
 # max_p99_ms = 100              # roll back earlier (after samples/4 rows) when its p99 latency
 # max_worse = 1.5               # or its mean loss (squared error, 0/1) exceeds the champion's
 #                               # times this
+# max_error_rate = 0.01         # or it fails more than this share of the requests production
+#                               # answered (from 3 failures; a failed canary request is
+#                               # answered by production)
 # [automate.train]              # [train] keys retrainings override ([train]'s fixed
 # recency_half_life = "30d"     # split.cutoff is dropped: they validate on the newest rows)
 # [automate.train.split]

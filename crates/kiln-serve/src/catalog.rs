@@ -157,6 +157,9 @@ pub struct Follower {
     synced: AtomicBool,
     /// Versions whose load failed, and when.
     failed: std::sync::Mutex<HashMap<(String, i64), std::time::Instant>>,
+    /// Failures of rollout challengers not yet added to their rollouts (written at each sync,
+    /// not per request).
+    challenger_failures: std::sync::Mutex<HashMap<(String, i64), i64>>,
 }
 
 /// What a sync changed.
@@ -180,6 +183,31 @@ impl Follower {
             lock: tokio::sync::Mutex::new(()),
             synced: AtomicBool::new(false),
             failed: std::sync::Mutex::new(HashMap::new()),
+            challenger_failures: std::sync::Mutex::new(HashMap::new()),
+        }
+    }
+
+    /// Counts a request that `model@version`, on a rollout, failed where production answered.
+    pub fn challenger_failed(&self, model: &str, version: i64) {
+        if let Ok(mut f) = self.challenger_failures.lock() {
+            *f.entry((model.to_owned(), version)).or_default() += 1;
+        }
+    }
+
+    /// Adds the counted challenger failures to their running rollouts; counts that could not
+    /// be written wait for the next sync.
+    async fn report_failures(&self) {
+        let pending: Vec<((String, i64), i64)> = match self.challenger_failures.lock() {
+            Ok(mut f) => f.drain().collect(),
+            Err(_) => return,
+        };
+        for ((model, version), n) in pending {
+            if let Err(e) = self.store.meta.add_rollout_errors(&model, version, n).await {
+                tracing::warn!(target: "kiln::rollout", model, version, error = %e, "challenger failures not recorded yet");
+                if let Ok(mut f) = self.challenger_failures.lock() {
+                    *f.entry((model, version)).or_default() += n;
+                }
+            }
         }
     }
 
@@ -204,6 +232,7 @@ impl Follower {
     /// Reads the aliases and applies any move.
     pub async fn sync(&self) -> Result<SyncReport, kiln_store::StoreError> {
         let _guard = self.lock.lock().await;
+        self.report_failures().await;
         let wanted: Vec<_> = self
             .store
             .meta

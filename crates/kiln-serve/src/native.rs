@@ -238,9 +238,55 @@ pub fn score_shadow(
                 .shadow_failures
                 .with_label_values(&[shadow.name.as_str(), &*shadow.version_label])
                 .inc();
+            state
+                .follower
+                .challenger_failed(&shadow.name, shadow.version);
             tracing::debug!(target: "kiln::rollout", model = shadow.name, version = shadow.version, error = e.code(), "shadow could not score a copy");
         }
     });
+}
+
+/// Serves `rows` with the model [`select`] chose. When that is a canary and it fails
+/// (whatever the reason), production answers instead, and the failure counts against the
+/// canary's rollout: a broken challenger costs its callers nothing. When production fails too,
+/// its error is the answer (the request was at fault, not the canary).
+pub async fn serve_routed(
+    state: &AppState,
+    model: Arc<LoadedModel>,
+    alias: Option<Arc<str>>,
+    rows: Vec<Value>,
+    keys: Option<Vec<String>>,
+    arrival: &Arrival<'_>,
+) -> Result<Served, ApiError> {
+    if alias.as_deref() != Some(CANARY_ALIAS) {
+        return serve_rows(state, model, alias, rows, keys, arrival).await;
+    }
+    let copy = (rows.clone(), keys.clone());
+    match serve_rows(state, model.clone(), alias, rows, keys, arrival).await {
+        Ok(served) => Ok(served),
+        Err(canary_error) => {
+            let production = state
+                .follower
+                .catalog()
+                .by_alias(&model.name, DEFAULT_ALIAS)
+                .cloned();
+            let Some(production) = production else {
+                return Err(canary_error);
+            };
+            let served = serve_rows(
+                state,
+                production,
+                Some(Arc::from(DEFAULT_ALIAS)),
+                copy.0,
+                copy.1,
+                arrival,
+            )
+            .await?;
+            state.follower.challenger_failed(&model.name, model.version);
+            tracing::debug!(target: "kiln::rollout", model = model.name, version = model.version, error = canary_error.code(), "canary failed; production answered");
+            Ok(served)
+        }
+    }
 }
 
 /// When and as what a request arrived.
@@ -430,7 +476,7 @@ pub async fn predict(
         select(&state, &name, sel.version, sel.alias.as_deref(), Some(key)).await?;
     let shadow = shadow_of(&state, &model, alias.as_deref())
         .map(|s| (s, request.instances.clone(), request.keys.clone()));
-    let served = serve_rows(
+    let served = serve_routed(
         &state,
         model,
         alias,

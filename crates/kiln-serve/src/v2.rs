@@ -31,7 +31,7 @@ use crate::catalog::LoadedModel;
 use crate::error::{ApiError, V2ErrorBody};
 use crate::http::{RequestId, ServedBy, body_bytes, parse_json};
 use crate::native::{
-    Arrival, argmax, path_error, route_key, score_shadow, select, serve_rows, shadow_of,
+    Arrival, argmax, path_error, route_key, score_shadow, select, serve_routed, shadow_of,
 };
 
 /// The binary tensor extension's header: length of the JSON part of the body.
@@ -409,7 +409,7 @@ async fn run_infer(
     let rows = tensors_to_rows(&model, &request.inputs, binary)?;
     let n = rows.len();
     let shadow = shadow_of(state, &model, alias.as_deref()).map(|s| (s, rows.clone()));
-    let served = serve_rows(
+    let served = serve_routed(
         state,
         model,
         alias,

@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 8] = [
+const MIGRATIONS: [(i64, &str, &str); 9] = [
     (
         1,
         "datasets",
@@ -50,6 +50,11 @@ const MIGRATIONS: [(i64, &str, &str); 8] = [
         8,
         "rollouts",
         include_str!("../migrations/0008_rollouts.sql"),
+    ),
+    (
+        9,
+        "rollout errors",
+        include_str!("../migrations/0009_rollout_errors.sql"),
     ),
 ];
 

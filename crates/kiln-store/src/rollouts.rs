@@ -44,13 +44,15 @@ pub struct Rollout {
     /// The numbers the last decision read.
     pub decision: Option<serde_json::Value>,
     pub message: Option<String>,
+    /// Requests the challenger failed where production answered (reported by the servers).
+    pub errors: i64,
 }
 
 macro_rules! rollout_columns {
     () => {
         "id, model, strategy, alias, challenger_version, champion_alias, champion_version, \
          champion_revision, share, retrain_id, event_time, state, started_at, finished_at, \
-         decision, message"
+         decision, message, errors"
     };
 }
 
@@ -75,6 +77,7 @@ fn rollout_of(r: &AnyRow) -> Result<Rollout> {
         finished_at: r.try_get(13)?,
         decision: decision.and_then(|d| serde_json::from_str(&d).ok()),
         message: r.try_get(15)?,
+        errors: r.try_get(16)?,
     })
 }
 
@@ -136,6 +139,43 @@ impl MetaStore {
         .await?;
         tx.commit().await?;
         Ok(done.rows_affected() == 1)
+    }
+
+    /// Adds `n` failures of `model@challenger` to its running rollout, if one runs.
+    pub async fn add_rollout_errors(&self, model: &str, challenger: i64, n: i64) -> Result<()> {
+        let mut tx = self.write_tx().await?;
+        sqlx::query(
+            "UPDATE rollouts SET errors = errors + $1 \
+             WHERE model = $2 AND challenger_version = $3 AND state = 'running'",
+        )
+        .bind(n)
+        .bind(model)
+        .bind(challenger)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// Rows of `model@version` logged through `alias` at event times from `from` on.
+    pub async fn count_routed(
+        &self,
+        model: &str,
+        version: i64,
+        alias: &str,
+        from: i64,
+    ) -> Result<i64> {
+        let row = sqlx::query(
+            "SELECT COUNT(*) FROM predictions \
+             WHERE model = $1 AND version = $2 AND alias = $3 AND time >= $4",
+        )
+        .bind(model)
+        .bind(version)
+        .bind(alias)
+        .bind(from)
+        .fetch_one(self.pool())
+        .await?;
+        Ok(row.try_get(0)?)
     }
 
     /// Records the numbers of a decision that kept rollout `id` running.

@@ -1020,6 +1020,15 @@ async fn exercise_rollouts(store: MetaStore) {
     let running = store.rollouts(Some(&model), true, 10).await.unwrap();
     assert_eq!(running.len(), 1);
     assert_eq!((running[0].id, running[0].start.clone()), (id, new(2)));
+    // Servers add the challenger's failures to the running rollout (a stopped one keeps its
+    // count).
+    store.add_rollout_errors(&model, 2, 2).await.unwrap();
+    store.add_rollout_errors(&model, 2, 1).await.unwrap();
+    store.add_rollout_errors(&model, 9, 5).await.unwrap();
+    assert_eq!(
+        store.rollouts(Some(&model), true, 10).await.unwrap()[0].errors,
+        3
+    );
     let numbers = serde_json::json!({"n": 40, "p_value": 0.2});
     store.note_rollout(id, &numbers).await.unwrap();
     assert_eq!(
@@ -1059,6 +1068,11 @@ async fn exercise_rollouts(store: MetaStore) {
         ("rolled_back", Some("p99 80 ms > 50 ms"), &Some(verdict))
     );
     assert!(all[1].finished_at.is_some());
+    store.add_rollout_errors(&model, 2, 4).await.unwrap();
+    assert_eq!(
+        store.rollouts(Some(&model), false, 10).await.unwrap()[1].errors,
+        3
+    );
     assert!(!store.rollouts(None, false, 100).await.unwrap().is_empty());
 }
 
