@@ -42,6 +42,9 @@ pub struct AutomateConfig {
     pub strategy: Strategy,
     /// `[automate.rollout]`: how a shadow or canary rollout is judged.
     pub rollout: RolloutConfig,
+    /// Retrain by running the declared `[pipeline]` (after the harvest) instead of the
+    /// built-in train, gates and deploy.
+    pub pipeline: bool,
 }
 
 impl Default for AutomateConfig {
@@ -64,6 +67,7 @@ impl Default for AutomateConfig {
             train: toml::Table::new(),
             strategy: Strategy::Direct,
             rollout: RolloutConfig::default(),
+            pipeline: false,
         }
     }
 }
@@ -87,6 +91,7 @@ struct Section {
     train: Option<toml::Table>,
     strategy: Option<String>,
     rollout: Option<toml::Table>,
+    pipeline: Option<bool>,
 }
 
 impl AutomateConfig {
@@ -152,6 +157,7 @@ impl AutomateConfig {
                 })?,
             },
             rollout: RolloutConfig::from_table(&s.rollout.unwrap_or_default())?,
+            pipeline: s.pipeline.unwrap_or(d.pipeline),
         })
     }
 }

@@ -47,6 +47,8 @@ pub struct Controller {
     pub settings: AutomateConfig,
     pub scratch: PathBuf,
     pub code_version: Option<String>,
+    /// The folder of kiln.toml (a declared pipeline's paths and commands are relative to it).
+    pub root: PathBuf,
 }
 
 /// `[train]` with `[automate.train]` over it: keys replace keys, tables merge one level down
@@ -75,6 +77,7 @@ impl Controller {
         config: Arc<Config>,
         scratch: PathBuf,
         code_version: Option<String>,
+        root: PathBuf,
     ) -> Result<Self> {
         let settings = AutomateConfig::from_table(&config.automate)?;
         let c = Self {
@@ -83,11 +86,47 @@ impl Controller {
             settings,
             scratch,
             code_version,
+            root,
         };
         c.model()?;
         c.dataset()?;
         c.spec(None)?;
+        if c.settings.pipeline {
+            c.pipeline()?;
+        }
         Ok(c)
+    }
+
+    /// The declared `[pipeline]` a retraining runs (`[automate] pipeline = true`): it needs a
+    /// stage that makes a candidate and a deploy stage, and no ingest stage (the harvest is
+    /// the controller's ingest; its train stage reads the dataset's newest version).
+    fn pipeline(&self) -> Result<crate::pipeline::Pipeline> {
+        use crate::pipeline::Kind;
+        let p = crate::pipeline::Pipeline::new(
+            self.store.clone(),
+            self.config.clone(),
+            self.root.clone(),
+            self.scratch.clone(),
+            self.code_version.clone(),
+        )?;
+        let kinds: Vec<&Kind> = p.spec.stages.iter().map(|s| &s.kind).collect();
+        let problem = if kinds.iter().any(|k| matches!(k, Kind::Ingest { .. })) {
+            Some(
+                "it has an ingest stage, which would train on its file instead of the labelled production rows the controller appends",
+            )
+        } else if !kinds.iter().any(|k| k.makes_model()) {
+            Some("it has no train or import stage")
+        } else if !kinds.iter().any(|k| matches!(k, Kind::Deploy { .. })) {
+            Some("it has no deploy stage")
+        } else {
+            None
+        };
+        match problem {
+            Some(why) => Err(AutomateError::Input(format!(
+                "[automate] pipeline = true runs [pipeline] to retrain, but {why}\nhint: declare train (or a command and import), gate and deploy stages; the controller's harvest replaces ingest"
+            ))),
+            None => Ok(p),
+        }
     }
 
     /// The model it keeps healthy.
@@ -323,6 +362,9 @@ impl Controller {
             },
         }];
 
+        if self.settings.pipeline {
+            return self.attempt_pipeline(trigger, gates, out).await;
+        }
         let champion_model = match champion {
             Some(a) => {
                 let v = resolve(
@@ -450,6 +492,78 @@ impl Controller {
             }
             Err(e) => return Err(e.into()),
         }
+        Ok(())
+    }
+
+    /// A retraining through the declared `[pipeline]`, after the harvest: its run's candidate,
+    /// gates and deploy become the retraining's.
+    async fn attempt_pipeline(
+        &self,
+        trigger: &str,
+        mut gates: Vec<Gate>,
+        out: &mut RetrainOutcome,
+    ) -> Result<()> {
+        let report = self
+            .pipeline()?
+            .run(false, &crate::pipeline::Silent)
+            .await?;
+        let mut deployed = None;
+        let mut failed_gate = None;
+        for st in &report.stages {
+            let outputs = st.outputs.as_ref();
+            match st.kind.as_str() {
+                "train" | "import" => {
+                    out.candidate_version = outputs
+                        .and_then(|o| o.get("version"))
+                        .and_then(serde_json::Value::as_i64)
+                        .or(out.candidate_version);
+                    out.run_id = outputs
+                        .and_then(|o| o.get("run"))
+                        .and_then(serde_json::Value::as_i64)
+                        .or(out.run_id);
+                }
+                "gate" => {
+                    if let Some(list) = outputs.and_then(|o| o.get("gates")) {
+                        gates.extend(
+                            serde_json::from_value::<Vec<Gate>>(list.clone()).unwrap_or_default(),
+                        );
+                    }
+                    if st.state == "failed" {
+                        failed_gate = Some(st.message.clone());
+                    }
+                }
+                "deploy" if st.state == "ran" => deployed = outputs.cloned(),
+                _ => {}
+            }
+        }
+        out.gates = serde_json::to_value(&gates).ok();
+        let run = format!("pipeline `{}` run #{}", report.pipeline, report.run_id);
+        let label = out
+            .candidate_version
+            .map_or_else(|| "the candidate".to_owned(), |v| format!("@{v}"));
+        (out.state, out.message) = match (report.state.as_str(), failed_gate, deployed) {
+            (_, Some(why), _) => ("rejected".into(), format!("{run} ({trigger}): {why}")),
+            ("failed", None, _) => ("failed".into(), format!("{run}: {}", report.message)),
+            (_, None, Some(d)) if d.get("rollout").is_some() => (
+                "deployed".into(),
+                format!(
+                    "{run}: {label} is on rollout #{} ({})",
+                    d["rollout"],
+                    d["strategy"].as_str().unwrap_or("")
+                ),
+            ),
+            (_, None, Some(d)) if d.get("moved") == Some(&serde_json::Value::Bool(true)) => (
+                "promoted".into(),
+                format!(
+                    "{run}: {label} is {} now",
+                    d["alias"].as_str().unwrap_or("production")
+                ),
+            ),
+            _ => (
+                "rejected".into(),
+                format!("{run}: nothing was deployed ({})", report.message),
+            ),
+        };
         Ok(())
     }
 

@@ -130,6 +130,7 @@ pub fn controller(project: &Project) -> Result<Controller, CliError> {
         Arc::new(project.config.clone()),
         project.scratch(),
         kiln_train::code_version(&code_dir),
+        code_dir,
     )
     .map_err(automate_error)
 }

@@ -797,3 +797,66 @@ fn a_canary_that_fails_requests_costs_callers_nothing_and_is_rolled_back_on_its_
     assert_eq!(production(&p), 1);
     drop(s);
 }
+
+#[test]
+fn the_controller_can_retrain_through_the_declared_pipeline() {
+    let p = project();
+    let stages = "[pipeline]\n\
+        [[pipeline.stages]]\nname = \"train\"\nkind = \"train\"\n\
+        set = { split = { cutoff = \"2012-01-08\" }, recency_half_life = \"30d\" }\n\
+        [[pipeline.stages]]\nname = \"gate\"\nkind = \"gate\"\nmargin = -0.5\n\
+        [[pipeline.stages]]\nname = \"deploy\"\nkind = \"deploy\"\n";
+    let automate =
+        "[automate]\npipeline = true\nschedule = \"7d\"\nmin_labelled_rows = 48\non_alerts = []\n";
+    p.config(&config(automate, stages));
+    let s = serve(&p);
+    let sent = replay(&p, &s, "2012-01-01", "2012-01-15", &[]);
+    wait_logged(&p, sent["rows"].as_u64().unwrap());
+    let done = pass(&p, &["--once"]);
+    let r = &done["retrain"];
+    assert_eq!(r["state"], "promoted", "{done}");
+    assert_eq!(r["labelled_rows"], sent["rows"]);
+    let gates: Vec<&str> = r["gates"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|g| g["gate"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        gates,
+        [
+            "data_validation",
+            "beats_baseline",
+            "vs_champion",
+            "latency"
+        ]
+    );
+    assert!(
+        r["message"]
+            .as_str()
+            .unwrap()
+            .starts_with("pipeline `default` run #1"),
+        "{r}"
+    );
+    assert_eq!(production(&p), r["candidate_version"].as_i64().unwrap());
+    // The run is the pipeline's own record too, stage by stage.
+    let runs = p.ok(&["pipeline", "runs", "--json"]).json();
+    assert_eq!(runs[0]["run"]["state"], "succeeded", "{runs}");
+    // Its train stage learned from the harvested snapshot (bikes@2: 2011 and the labelled
+    // rows of January 2012).
+    let train = &runs[0]["stages"][0];
+    assert_eq!(train["stage"], "train");
+    assert_eq!(
+        train["inputs"]["deps"]["dataset bikes"]["version"], 2,
+        "{train}"
+    );
+    drop(s);
+
+    // A declared pipeline that ingests a file would not learn from production: refused.
+    let with_ingest = format!(
+        "[pipeline]\n[[pipeline.stages]]\nname = \"in\"\nkind = \"ingest\"\npath = \"bikes-2011.csv\"\n{}",
+        stages.trim_start_matches("[pipeline]\n")
+    );
+    p.config(&config(automate, &with_ingest));
+    expect_input_error(&p.run(&["watch", "--once"]), "ingest stage");
+}

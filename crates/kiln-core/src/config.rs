@@ -181,6 +181,9 @@ max_errors_shown = 20
 #                               # with split.refit it then learns the newest rows too)
 # max_latency_ms = 50           # single-row predict latency bound (median of 25)
 # poll = "1s"                   # how often it looks (wall clock)
+# pipeline = false              # true: after the harvest, retrain by running [pipeline]
+#                               # (train or command + import, gate, deploy; no ingest stage)
+#                               # instead of the built-in train, gates and alias move
 # strategy = "direct"           # a candidate that passed the gates: "direct" (production at
 #                               # once), "shadow" or "canary" (a rollout judged on live labels)
 # [automate.rollout]
