@@ -349,10 +349,17 @@ async fn narrate(store: Store, mut stop: tokio::sync::watch::Receiver<bool>) {
                             r.id,
                             r.start.trigger,
                             crate::monitor::format_time(r.start.event_time),
+                            // What failed and the first thing the message names (for a
+                            // refused harvest: the column and rule), not the scratch path.
                             r.message
                                 .as_deref()
-                                .and_then(|m| m.lines().next())
-                                .unwrap_or("")
+                                .map(|m| m
+                                    .lines()
+                                    .take(2)
+                                    .map(|l| l.rsplit(".csv: ").next().unwrap_or(l).trim())
+                                    .collect::<Vec<_>>()
+                                    .join(": "))
+                                .unwrap_or_default()
                         );
                     }
                 }
