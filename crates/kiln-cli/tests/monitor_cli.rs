@@ -97,6 +97,11 @@ fn assert_close(a: &Value, b: &Value, at: &str) {
     }
 }
 
+/// What the webhook received so far.
+fn posted_now(posted: &std::sync::Arc<std::sync::Mutex<Vec<Value>>>) -> Vec<Value> {
+    posted.lock().unwrap().clone()
+}
+
 async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
     let r = client.get(url).send().await.unwrap();
     assert_eq!(r.status(), 200, "{url}");
@@ -309,6 +314,7 @@ async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts(
     })
     .await;
     // Every transition was posted to the webhook, as JSON naming the rule and why.
+    let posted_handle = posted.clone();
     let posted = posted.lock().unwrap().clone();
     let fired: Vec<&Value> = posted.iter().filter(|b| b["state"] == "firing").collect();
     for rule in ["data_drift", "realized_performance"] {
@@ -565,6 +571,43 @@ async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts(
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("season") && page.contains("<svg"));
     assert!(!page.contains("<script") && !page.contains("https://"));
+
+    // Production moves on: the breaches of the version that no longer serves are over, so
+    // its alerts resolve (and no longer trigger retrainings).
+    p.ok(&["train"]);
+    p.ok(&[
+        "models",
+        "alias",
+        "set",
+        "production",
+        "bikes@2",
+        "--reason",
+        "a new model",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let resolved_by_retirement = |rule: &str| {
+        posted_now(&posted_handle).iter().any(|b| {
+            b["state"] == "resolved"
+                && b["rule"] == rule
+                && b["message"] == "bikes@1 no longer serves"
+        })
+    };
+    loop {
+        let firing = p.ok(&["alerts", "list", "--firing", "--json"]).json();
+        let posted_both = ["data_drift", "realized_performance"]
+            .iter()
+            .all(|r| resolved_by_retirement(r));
+        if firing.as_array().unwrap().is_empty() && posted_both {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "still firing: {firing}; webhook: {:?}",
+            posted_now(&posted_handle)
+        );
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    drop(s);
 }
 
 /// A binary classifier (is the hour's demand high?) trained on 2011. From April 2012 on, the

@@ -290,6 +290,7 @@ impl LiveMonitor {
             Err(_) => return,
         };
         let catalog = self.follower.catalog();
+        self.retire(&catalog).await;
         let requests = self.request_counts();
         for (name, version) in keys {
             let Some(model) = catalog.by_version(&name, version).cloned() else {
@@ -347,6 +348,95 @@ impl LiveMonitor {
             };
             for (v, start, end) in verdicts {
                 self.transition(&name, version, v, start, end).await;
+            }
+        }
+    }
+
+    /// Resolves the alerts of versions no alias serves any more. An alert episode belongs to
+    /// the model and rule; once the version whose windows breached it stops taking traffic,
+    /// its breach is over (it would otherwise fire forever, and keep triggering retrainings).
+    /// A served version of the same model that breaches the same rule fires it anew at its
+    /// next judgement.
+    async fn retire(&self, catalog: &crate::catalog::Catalog) {
+        let retired: Vec<(String, i64, Vec<String>)> = {
+            let Ok(mut models) = self.models.lock() else {
+                return;
+            };
+            let serves = |name: &str, version: i64| {
+                catalog
+                    .models
+                    .get(name)
+                    .is_some_and(|s| s.aliases.values().any(|v| *v == version))
+            };
+            let mut out = Vec::new();
+            for ((name, version), live) in models.iter_mut() {
+                if serves(name, *version) {
+                    continue;
+                }
+                let rules: Vec<String> = live
+                    .firing
+                    .iter()
+                    .filter(|(_, on)| **on)
+                    .map(|(r, _)| r.clone())
+                    .collect();
+                for r in &rules {
+                    live.firing.insert(r.clone(), false);
+                }
+                if !rules.is_empty() {
+                    out.push((name.clone(), *version, rules));
+                }
+            }
+            for (name, _, rules) in &out {
+                for ((n, v), live) in models.iter_mut() {
+                    if n == name && serves(n, *v) {
+                        for r in rules {
+                            if live.firing.get(r) == Some(&true) {
+                                live.firing.insert(r.clone(), false);
+                            }
+                        }
+                    }
+                }
+            }
+            out
+        };
+        for (name, version, rules) in retired {
+            let open = match self.store.meta.alerts(Some(&name), true, 1000).await {
+                Ok(a) => a,
+                Err(e) => {
+                    tracing::warn!(target: "kiln::alert", model = name, error = %e, "cannot read alerts to resolve a retired version's");
+                    continue;
+                }
+            };
+            // The episodes of these rules opened by a version that no alias serves.
+            let stale = open.into_iter().filter(|a| {
+                rules.contains(&a.alert.rule)
+                    && !catalog
+                        .models
+                        .get(&name)
+                        .is_some_and(|s| s.aliases.values().any(|v| *v == a.alert.version))
+            });
+            for a in stale {
+                let severity = match a.alert.severity.as_str() {
+                    "critical" => kiln_watch::rules::Severity::Critical,
+                    "info" => kiln_watch::rules::Severity::Info,
+                    _ => kiln_watch::rules::Severity::Warning,
+                };
+                let verdict = Verdict {
+                    rule: a.alert.rule.clone(),
+                    severity,
+                    firing: false,
+                    value: None,
+                    threshold: None,
+                    message: format!("{name}@{} no longer serves", a.alert.version),
+                };
+                self.transition(
+                    &name,
+                    version,
+                    verdict,
+                    a.alert.window_start,
+                    a.alert.window_end,
+                )
+                .await;
             }
         }
     }
