@@ -82,7 +82,7 @@ fn quickstart_replays_2012_and_automation_beats_the_frozen_model() {
         .filter(|m| m["actor"] == "kiln-controller")
         .count() as u64;
     assert_eq!(by_controller, promotions);
-    let alerts = in_dir(&["alerts", "list", "--json"]).json();
+    let alerts = in_dir(&["alerts", "list", "--limit", "10000", "--json"]).json();
     assert_eq!(
         alerts.as_array().unwrap().len() as u64,
         out["alerts_raised"].as_u64().unwrap()
