@@ -82,9 +82,13 @@ fn quickstart_replays_2012_and_automation_beats_the_frozen_model() {
         .filter(|m| m["actor"] == "kiln-controller")
         .count() as u64;
     assert_eq!(by_controller, promotions);
+    // Every alert the summary counts is stored; the live monitor's last judgements, between
+    // the summary and the server's stop, may add a few.
     let alerts = in_dir(&["alerts", "list", "--limit", "10000", "--json"]).json();
-    assert_eq!(
-        alerts.as_array().unwrap().len() as u64,
-        out["alerts_raised"].as_u64().unwrap()
+    let stored = alerts.as_array().unwrap().len() as u64;
+    let raised = out["alerts_raised"].as_u64().unwrap();
+    assert!(
+        raised > 0 && stored >= raised,
+        "{stored} stored, {raised} raised"
     );
 }
