@@ -206,6 +206,11 @@ pub async fn harvest(
             target: None,
             append: true,
             allow_schema_change: false,
+            // The CSV is scratch, deleted after the append: the lineage names what it held.
+            source: Some(format!(
+                "labelled production rows of `{model}`: feedback #{} to #{last}",
+                cursor + 1
+            )),
         },
         Arc::new(kiln_data::ingest::NoProgress),
     )

@@ -126,6 +126,7 @@ pub async fn add(global: &GlobalArgs, project: &Project, a: AddArgs) -> Result<(
         target: a.target.clone(),
         append: a.append,
         allow_schema_change: a.allow_schema_change,
+        source: None,
     };
     let outcome = match kiln_data::add(
         &project.store,

@@ -172,6 +172,7 @@ async fn ingest(
             target: None,
             append: false,
             allow_schema_change: false,
+            source: None,
         },
         Bar::for_ingest(global, json),
     )

@@ -201,6 +201,12 @@ fn the_controller_retrains_on_its_triggers_within_its_guards_and_gates() {
     // The data grew by the labelled rows, as a new snapshot with its parent.
     let log = p.ok(&["data", "log", "bikes", "--json"]).json();
     assert_eq!(log.as_array().unwrap().len(), 2, "{log}");
+    // Its lineage says what the rows were (the scratch file they passed through is gone).
+    assert!(
+        log.to_string()
+            .contains("labelled production rows of `bikes`: feedback #1 to #"),
+        "{log}"
+    );
     // Nothing new since: no second retraining.
     let again = pass(&p, &["--once"]);
     assert_eq!(again["action"], "idle", "{again}");

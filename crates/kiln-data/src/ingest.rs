@@ -57,6 +57,9 @@ pub struct AddOptions {
     pub target: Option<String>,
     pub append: bool,
     pub allow_schema_change: bool,
+    /// What the version's lineage names as its source (default: the file's path), for a
+    /// file written only to be ingested, such as labelled production rows.
+    pub source: Option<String>,
 }
 
 /// What `kiln data add` did.
@@ -204,7 +207,10 @@ pub async fn add(
         profile_id,
         time_min,
         time_max,
-        source: opts.file.display().to_string(),
+        source: opts
+            .source
+            .clone()
+            .unwrap_or_else(|| opts.file.display().to_string()),
         source_hash: part.source_hash.clone(),
         quarantine_id,
         quarantined_rows: part.report.bad_rows,

@@ -428,6 +428,7 @@ pub(crate) async fn execute(
                     target: None,
                     append: *append,
                     allow_schema_change: false,
+                    source: None,
                 },
                 Arc::new(kiln_data::ingest::NoProgress),
             )

@@ -64,6 +64,7 @@ async fn build_template(home: &Path) {
             target: None,
             append: false,
             allow_schema_change: false,
+            source: None,
         },
         Arc::new(kiln_data::ingest::NoProgress),
     )
