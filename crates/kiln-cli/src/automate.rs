@@ -16,7 +16,9 @@ use crate::output::{CliError, print_json, table};
     after_help = "Settings: [automate] in kiln.toml (see `kiln init`). The controller reacts to \
 the model's firing alerts and to `schedule`, within `cooldown`, `max_retrains` per `period` and \
 `min_labelled_rows`; it appends the labelled production rows to the dataset, trains with \
-[train] and [automate.train], and promotes the candidate only if every gate passes. Several \
+[train] and [automate.train] (or runs [pipeline] with `pipeline = true`), and promotes the \
+candidate only if every gate passes, at once or through a shadow or canary rollout \
+(`strategy`, [automate.rollout]) that each later pass judges on live labels. Several \
 controllers (replicas, cron jobs) never retrain the same model at once. `kiln serve` runs it \
 too when [automate] enabled = true."
 )]

@@ -103,7 +103,8 @@ enum Command {
     /// Send a time-ordered dataset to a running server as live traffic in simulated time,
     /// with labels as feedback after a delay
     Replay(replay::ReplayArgs),
-    /// Run the retrain controller: retrain on alerts or a schedule, gate, promote
+    /// Run the retrain controller: retrain on alerts or a schedule, gate, promote or roll out;
+    /// judge running rollouts
     Watch(automate::WatchArgs),
     /// Retrainings recorded by the controller: triggers, gates, outcomes
     #[command(subcommand)]

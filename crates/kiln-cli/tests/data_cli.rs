@@ -702,6 +702,7 @@ fn help_describes_every_command() {
         "watch",
         "retrains",
         "pipeline",
+        "rollouts",
         "--home",
         "--db",
         "--artifacts",
