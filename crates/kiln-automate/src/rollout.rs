@@ -22,16 +22,15 @@
 use std::collections::HashMap;
 
 use kiln_core::value::parse_duration;
-use kiln_store::{Expect, LabelQuery, NewRollout, Rollout, SHADOW_ALIAS, Store, StoreError};
+use kiln_store::{
+    CANARY_ALIAS, Expect, LabelQuery, NewRollout, Rollout, SHADOW_ALIAS, Store, StoreError,
+};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use statrs::distribution::{ContinuousCDF, Normal};
 
 use crate::harvest::labelled_after;
 use crate::{AutomateError, Result};
-
-/// The alias a canary answers through (the server routes by it).
-pub const CANARY_ALIAS: &str = "canary";
 
 /// How a candidate that passed the gates reaches traffic.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]

@@ -416,11 +416,8 @@ impl LiveMonitor {
                         .is_some_and(|s| s.aliases.values().any(|v| *v == a.alert.version))
             });
             for a in stale {
-                let severity = match a.alert.severity.as_str() {
-                    "critical" => kiln_watch::rules::Severity::Critical,
-                    "info" => kiln_watch::rules::Severity::Info,
-                    _ => kiln_watch::rules::Severity::Warning,
-                };
+                let severity = kiln_watch::rules::Severity::from_name(&a.alert.severity)
+                    .unwrap_or(kiln_watch::rules::Severity::Warning);
                 let verdict = Verdict {
                     rule: a.alert.rule.clone(),
                     severity,

@@ -29,8 +29,7 @@ use crate::plog::{LogBatch, LogRow};
 /// The alias a request without `?version=` or `?alias=` is served by.
 pub const DEFAULT_ALIAS: &str = "production";
 
-/// The alias that answers a share of the requests routed by default.
-pub const CANARY_ALIAS: &str = "canary";
+pub use kiln_store::CANARY_ALIAS;
 
 /// The header whose value keeps a caller on one side of a canary (else the first row's key,
 /// else the request id).

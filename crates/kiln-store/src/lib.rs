@@ -27,7 +27,7 @@ pub use artifacts::{ArtifactStore, VerifiedFile};
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
 pub use pipelines::{NewStage, PipelineRun, StageRecord};
 pub use predictions::{
-    FeedbackOutcome, FeedbackRecord, LabelQuery, LabelledPrediction, PredictionQuery,
+    CANARY_ALIAS, FeedbackOutcome, FeedbackRecord, LabelQuery, LabelledPrediction, PredictionQuery,
     PredictionRecord, SHADOW_ALIAS, StoredFeedback, StoredPrediction,
 };
 pub use registry::{Alias, AliasMove, Expect, ModelVersion};

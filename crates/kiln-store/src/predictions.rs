@@ -140,6 +140,9 @@ pub struct LabelQuery {
 /// The alias whose predictions are copies: scored and logged, never returned.
 pub const SHADOW_ALIAS: &str = "shadow";
 
+/// The alias that answers a share of the requests during a canary rollout.
+pub const CANARY_ALIAS: &str = "canary";
+
 /// What a feedback batch did.
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct FeedbackOutcome {

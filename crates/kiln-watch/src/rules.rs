@@ -54,6 +54,13 @@ pub enum Severity {
 }
 
 impl Severity {
+    /// The severity named by [`Severity::as_str`] (as alerts store it).
+    pub fn from_name(name: &str) -> Option<Self> {
+        [Severity::Info, Severity::Warning, Severity::Critical]
+            .into_iter()
+            .find(|s| s.as_str() == name)
+    }
+
     pub fn as_str(self) -> &'static str {
         match self {
             Severity::Info => "info",
