@@ -720,3 +720,101 @@ fn validate_checks_the_whole_snapshot_against_the_rules_as_they_are_now() {
         "{msg}"
     );
 }
+
+/// Two runs of one pipeline at the same time: their ingests race to one snapshot (one dataset
+/// version, no error), both train and pass the gate against the same champion, and a barrier
+/// makes them deploy together. Exactly one alias move wins; the other run fails naming the
+/// conflict, and nothing of it is visible as a move.
+#[test]
+fn concurrent_runs_share_one_snapshot_and_exactly_one_promotes() {
+    let p = Project::new();
+    p.config(&config(
+        10,
+        r#"[pipeline]
+[[pipeline.stages]]
+name = "ingest"
+kind = "ingest"
+path = "data/bikes.csv"
+[[pipeline.stages]]
+name = "train"
+kind = "train"
+[[pipeline.stages]]
+name = "gate"
+kind = "gate"
+gates = ["beats_baseline"]
+[[pipeline.stages]]
+name = "barrier"
+kind = "command"
+run = ["sh", "-c", "touch arrived.$$; n=0; while [ $(ls arrived.* | wc -l) -lt 2 ] && [ $n -lt 600 ]; do sleep 0.05; n=$((n+1)); done"]
+[[pipeline.stages]]
+name = "deploy"
+kind = "deploy"
+"#,
+    ));
+    p.write("data/bikes.csv", sample(1500).as_bytes());
+    let start = || {
+        p.command()
+            .args(["pipeline", "run", "--json"])
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap()
+    };
+    let (a, b) = (start(), start());
+    let runs = [a, b].map(|c| common::finish(c.wait_with_output().unwrap()));
+    let arrived = std::fs::read_dir(p.dir.path())
+        .unwrap()
+        .filter(|e| {
+            e.as_ref()
+                .unwrap()
+                .file_name()
+                .to_string_lossy()
+                .starts_with("arrived.")
+        })
+        .count();
+    assert_eq!(
+        arrived, 2,
+        "both runs reach the barrier:\n{}\n{}\n{}\n{}",
+        runs[0].stdout, runs[0].stderr, runs[1].stdout, runs[1].stderr
+    );
+    let won: Vec<&Run> = runs.iter().filter(|r| r.code == 0).collect();
+    let lost: Vec<&Run> = runs.iter().filter(|r| r.code != 0).collect();
+    assert_eq!(
+        (won.len(), lost.len()),
+        (1, 1),
+        "{}\n{}\n{}\n{}",
+        runs[0].stdout,
+        runs[0].stderr,
+        runs[1].stdout,
+        runs[1].stderr
+    );
+    let v = lost[0].json();
+    expect_states(
+        &v,
+        &[
+            ("ingest", "ran"),
+            ("train", "ran"),
+            ("gate", "ran"),
+            ("barrier", "ran"),
+            ("deploy", "failed"),
+        ],
+    );
+    let msg = v["stages"][4]["message"].as_str().unwrap();
+    assert!(msg.contains("moved meanwhile"), "{msg}");
+    assert!(
+        lost[0].stderr.contains("moved meanwhile"),
+        "{}",
+        lost[0].stderr
+    );
+
+    // One snapshot, one move: production is the winner's candidate.
+    let log = p.ok(&["data", "log", "bikes", "--json"]).json();
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log:#}");
+    let winner = won[0].json();
+    let promoted = winner["stages"][4]["outputs"]["version"].as_i64().unwrap();
+    assert_eq!(production(&p), Some(promoted));
+    let history = p
+        .ok(&["models", "alias", "history", "bikes", "--json"])
+        .json();
+    assert_eq!(history.as_array().map(Vec::len), Some(1), "{history:#}");
+}

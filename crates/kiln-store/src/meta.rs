@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 9] = [
+const MIGRATIONS: [(i64, &str, &str); 10] = [
     (
         1,
         "datasets",
@@ -56,6 +56,7 @@ const MIGRATIONS: [(i64, &str, &str); 9] = [
         "rollout errors",
         include_str!("../migrations/0009_rollout_errors.sql"),
     ),
+    (10, "leases", include_str!("../migrations/0010_leases.sql")),
 ];
 
 fn migrator() -> Migrator {
@@ -156,6 +157,33 @@ fn corrupt(what: &str, e: impl std::fmt::Display) -> StoreError {
     }
 }
 
+/// Holds an exclusive lock on `DB-migrate.lock` beside a SQLite database file (released when
+/// dropped); `None` for an in-memory database.
+async fn migration_lock(url: &str) -> Result<Option<std::fs::File>> {
+    let path = url
+        .strip_prefix("sqlite://")
+        .unwrap_or(url)
+        .split('?')
+        .next()
+        .unwrap_or_default();
+    if path.is_empty() || path.starts_with(':') {
+        return Ok(None);
+    }
+    let lock = format!("{path}-migrate.lock");
+    let file = tokio::task::spawn_blocking(move || -> std::io::Result<std::fs::File> {
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .truncate(false)
+            .write(true)
+            .open(&lock)?;
+        file.lock()?;
+        Ok(file)
+    })
+    .await
+    .map_err(|e| StoreError::Io(std::io::Error::other(e)))??;
+    Ok(Some(file))
+}
+
 impl MetaStore {
     /// Connects to `url`, creating a SQLite file if needed, and applies pending migrations.
     pub async fn connect(url: &str) -> Result<Self> {
@@ -207,6 +235,13 @@ impl MetaStore {
                 url: redact(&url),
                 source,
             })?;
+        // sqlx serializes migrations on PostgreSQL with an advisory lock, but not on SQLite:
+        // two processes opening a new database at once (two pipeline runs, a server and a
+        // command) would both create the tables. A lock file beside the database orders them.
+        let _guard = match backend {
+            Backend::Sqlite => migration_lock(&url).await?,
+            Backend::Postgres => None,
+        };
         migrator().run(&pool).await?;
         Ok(Self { pool, backend })
     }
