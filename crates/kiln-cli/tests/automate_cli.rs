@@ -297,9 +297,7 @@ fn the_controller_retrains_on_its_triggers_within_its_guards_and_gates() {
     let sent = replay(&p, &s, "2012-01-22", "2012-01-24", &[]);
     assert!(sent["rows"].as_u64().unwrap() > 40, "{sent}");
     rt().block_on(async {
-        let store = kiln_store::Store::open(&kiln_store::StoreLocation::in_home(&p.path(".kiln")))
-            .await
-            .unwrap();
+        let store = p.store().await;
         let fired = store
             .meta
             .fire_alert(&kiln_store::NewAlert {
@@ -570,9 +568,7 @@ fn a_shadow_scores_copies_never_answers_and_is_promoted_when_a_paired_test_shows
     let sent = replay(&p, &s, "2012-01-01", "2012-01-08", &["--label-delay", "1h"]);
     let rows = sent["rows"].as_u64().unwrap();
     rt().block_on(async {
-        let store = kiln_store::Store::open(&kiln_store::StoreLocation::in_home(&p.path(".kiln")))
-            .await
-            .unwrap();
+        let store = p.store().await;
         // Each request was scored twice: production's answer and the shadow's copy, under
         // the same request id.
         let deadline = Instant::now() + Duration::from_secs(30);

@@ -715,9 +715,7 @@ fn json_rows_score_bit_identically_to_kiln_predict() {
     let cols = read_csv(&p.path("scored.csv"));
     let runtime = tokio::runtime::Runtime::new().unwrap();
     let artifact = runtime.block_on(async {
-        let store = kiln_store::Store::open(&kiln_store::StoreLocation::in_home(&p.path(".kiln")))
-            .await
-            .unwrap();
+        let store = p.store().await;
         let v = kiln_train::registry::resolve(&store, &"bikes@1".parse().unwrap())
             .await
             .unwrap();

@@ -2,7 +2,7 @@
 //!
 //! * [`MetaStore`]: the relational metadata (datasets and their versions; models, their
 //!   versions and aliases with history; training runs; the server's prediction log and label
-//!   feedback; alerts, retrainings and pipeline runs) through sqlx, on SQLite by default or PostgreSQL by URL.
+//!   feedback; alerts, retrainings, rollouts, pipeline runs and leases) through sqlx, on SQLite by default or PostgreSQL by URL.
 //!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
 //!   reports) through `object_store`, on a local folder by default. Every write is atomic and
@@ -12,6 +12,7 @@
 
 mod alerts;
 mod artifacts;
+mod leases;
 mod meta;
 mod pipelines;
 mod predictions;
@@ -19,11 +20,14 @@ mod registry;
 mod retrains;
 mod rollouts;
 mod runs;
+#[cfg(feature = "testing")]
+pub mod testing;
 
 use std::path::{Path, PathBuf};
 
 pub use alerts::{Alert, NewAlert};
 pub use artifacts::{ArtifactStore, VerifiedFile};
+pub use leases::Lease;
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
 pub use pipelines::{NewStage, PipelineRun, StageRecord};
 pub use predictions::{

@@ -1,5 +1,9 @@
 //! The test harness shared by the CLI's end-to-end tests: a temporary project folder and the
 //! real `kiln` binary run in it, with no `KILN_*` variable leaking in from the environment.
+//!
+//! The metadata store is SQLite in the project's `.kiln/` by default; with
+//! `KILN_TEST_BACKEND=postgres` each project gets a fresh PostgreSQL database instead (passed
+//! to every command as `KILN_DB`), so the same tests prove both backends.
 
 #![allow(dead_code)]
 
@@ -12,6 +16,9 @@ use std::time::Duration;
 use serde_json::Value;
 
 pub struct Project {
+    /// The database of this project when the suite runs on PostgreSQL. Declared before `dir`
+    /// so it is dropped first.
+    pub db: Option<kiln_store::testing::TestDb>,
     pub dir: tempfile::TempDir,
 }
 
@@ -43,10 +50,58 @@ pub fn finish(out: Output) -> Run {
 }
 
 impl Project {
+    /// A project on the suite's backend.
     pub fn new() -> Self {
+        let db = kiln_store::testing::postgres_server().map(|server| {
+            static SWEEP: std::sync::Once = std::sync::Once::new();
+            SWEEP.call_once(|| kiln_store::testing::TestDb::sweep(&server));
+            kiln_store::testing::TestDb::create(&server, None)
+        });
         Self {
+            db,
             dir: tempfile::tempdir().unwrap(),
         }
+    }
+
+    /// A project on PostgreSQL whatever the suite's backend (for tests of what only a shared
+    /// server database allows, like several replicas); `None` (a skip notice) when no server
+    /// is configured, a failure under CI.
+    pub fn postgres() -> Option<Self> {
+        let Ok(server) = std::env::var("KILN_TEST_POSTGRES_URL") else {
+            assert!(
+                std::env::var_os("CI").is_none(),
+                "CI must set KILN_TEST_POSTGRES_URL (see .ci/run)"
+            );
+            eprintln!("skipped: KILN_TEST_POSTGRES_URL is not set");
+            return None;
+        };
+        Some(Self {
+            db: Some(kiln_store::testing::TestDb::create(&server, None)),
+            dir: tempfile::tempdir().unwrap(),
+        })
+    }
+
+    /// A project whose metadata is the SQLite file in `.kiln/` whatever the suite's backend
+    /// (for tests of that file itself).
+    pub fn sqlite() -> Self {
+        Self {
+            db: None,
+            dir: tempfile::tempdir().unwrap(),
+        }
+    }
+
+    /// Where `kiln` run in this project keeps its stores.
+    pub fn location(&self) -> kiln_store::StoreLocation {
+        let mut location = kiln_store::StoreLocation::in_home(&self.path(".kiln"));
+        if let Some(db) = &self.db {
+            location.db_url = db.url.clone();
+        }
+        location
+    }
+
+    /// Opens this project's stores (as `kiln` does).
+    pub async fn store(&self) -> kiln_store::Store {
+        kiln_store::Store::open(&self.location()).await.unwrap()
     }
 
     pub fn path(&self, rel: &str) -> PathBuf {
@@ -71,6 +126,9 @@ impl Project {
             if k.starts_with("KILN_") {
                 c.env_remove(k);
             }
+        }
+        if let Some(db) = &self.db {
+            c.env("KILN_DB", &db.url);
         }
         c
     }

@@ -30,26 +30,38 @@ pub fn config() -> Config {
 /// The template home: bikes@1 and bikes@2 (regressors that predict differently), workday@1
 /// (a binary classifier of `workingday`), bikes-onnx@1 (scikit-learn's gradient boosting
 /// imported as ONNX, from kiln-onnx's fixtures); production aliases on version 1 of each.
-fn template() -> &'static Path {
-    static TEMPLATE: OnceLock<tempfile::TempDir> = OnceLock::new();
-    TEMPLATE
-        .get_or_init(|| {
-            let dir = tempfile::tempdir().unwrap();
-            let home = dir.path().to_owned();
-            std::thread::spawn(move || {
-                tokio::runtime::Runtime::new()
-                    .unwrap()
-                    .block_on(build_template(&home))
-            })
-            .join()
-            .unwrap();
-            dir
-        })
-        .path()
+/// With `KILN_TEST_BACKEND=postgres` its metadata is a PostgreSQL database (named here) that
+/// each test copies with `CREATE DATABASE ... TEMPLATE`.
+struct Template {
+    dir: tempfile::TempDir,
+    db: Option<String>,
 }
 
-async fn build_template(home: &Path) {
-    let store = Store::open(&StoreLocation::in_home(home)).await.unwrap();
+fn template() -> &'static Template {
+    static TEMPLATE: OnceLock<Template> = OnceLock::new();
+    TEMPLATE.get_or_init(|| {
+        let dir = tempfile::tempdir().unwrap();
+        let mut location = StoreLocation::in_home(dir.path());
+        let db = kiln_store::testing::postgres_server().map(|server| {
+            kiln_store::testing::TestDb::sweep(&server);
+            let db = kiln_store::testing::TestDb::create(&server, None);
+            location.db_url = db.url.clone();
+            db.keep()
+        });
+        let home = dir.path().to_owned();
+        std::thread::spawn(move || {
+            tokio::runtime::Runtime::new()
+                .unwrap()
+                .block_on(build_template(&home, &location))
+        })
+        .join()
+        .unwrap();
+        Template { dir, db }
+    })
+}
+
+async fn build_template(home: &Path, location: &StoreLocation) {
+    let store = Store::open(location).await.unwrap();
     let config = config();
     let scratch = StoreLocation::scratch_dir(home);
     std::fs::create_dir_all(&scratch).unwrap();
@@ -140,26 +152,40 @@ fn copy_dir(from: &Path, to: &Path) {
     }
 }
 
-/// A private copy of the template home.
+/// A private copy of the template home (and of its database on PostgreSQL).
 pub struct Home {
+    /// Declared before `dir` so it is dropped first.
+    pub db: Option<kiln_store::testing::TestDb>,
     pub dir: tempfile::TempDir,
 }
 
 impl Home {
     pub fn new() -> Self {
+        let template = template();
         let dir = tempfile::tempdir().unwrap();
-        copy_dir(template(), dir.path());
-        Self { dir }
+        copy_dir(template.dir.path(), dir.path());
+        let db = template.db.as_deref().map(|name| {
+            let server = kiln_store::testing::postgres_server().unwrap();
+            kiln_store::testing::TestDb::create(&server, Some(name))
+        });
+        Self { db, dir }
     }
 
     pub fn path(&self) -> &Path {
         self.dir.path()
     }
 
+    /// Where this home's stores are.
+    pub fn location(&self) -> StoreLocation {
+        let mut location = StoreLocation::in_home(self.dir.path());
+        if let Some(db) = &self.db {
+            location.db_url = db.url.clone();
+        }
+        location
+    }
+
     pub async fn store(&self) -> Store {
-        Store::open(&StoreLocation::in_home(self.dir.path()))
-            .await
-            .unwrap()
+        Store::open(&self.location()).await.unwrap()
     }
 }
 
