@@ -37,7 +37,12 @@ pub enum Pass {
     Retrained { retrain: Box<Retrain> },
     /// A running rollout was judged (it may have ended).
     Judged { rollout: Box<Rollout> },
+    /// Another process holds the model's controller lease and acts; this one waits.
+    Standby { holder: String },
 }
+
+/// The shortest time to live of a controller lease; a holder renews it every third of it.
+const LEASE_TTL_MIN: std::time::Duration = std::time::Duration::from_secs(15);
 
 /// The controller of one project: its stores, kiln.toml and `[automate]`.
 #[derive(Clone)]
@@ -49,6 +54,24 @@ pub struct Controller {
     pub code_version: Option<String>,
     /// The folder of kiln.toml (a declared pipeline's paths and commands are relative to it).
     pub root: PathBuf,
+    /// This process as a lease holder: host, process id and a random part.
+    pub holder: String,
+}
+
+/// A name for this process among the controllers that share a database.
+fn holder_name() -> String {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
+        .ok()
+        .or_else(|| std::env::var("HOSTNAME").ok())
+        .map(|h| h.trim().to_owned())
+        .filter(|h| !h.is_empty())
+        .unwrap_or_else(|| "localhost".into());
+    let nonce = blake3::hash(format!("{:?}", std::time::SystemTime::now()).as_bytes());
+    format!(
+        "{host}:{}:{}",
+        std::process::id(),
+        &nonce.to_hex().as_str()[..8]
+    )
 }
 
 /// `[train]` with `[automate.train]` over it: keys replace keys, tables merge one level down
@@ -87,6 +110,7 @@ impl Controller {
             scratch,
             code_version,
             root,
+            holder: holder_name(),
         };
         c.model()?;
         c.dataset()?;
@@ -570,6 +594,7 @@ impl Controller {
     /// Passes every `poll` until `stop` turns true; each pass is logged, and errors do not
     /// stop it (the next pass tries again).
     pub async fn run(&self, stop: tokio::sync::watch::Receiver<bool>) {
+        let mut standby: Option<String> = None;
         self.run_with(stop, |pass| {
             match pass {
                 Ok(Pass::Idle { reason }) => tracing::debug!(reason, "controller idle"),
@@ -587,14 +612,75 @@ impl Controller {
                     message = rollout.message,
                     "rollout ended"
                 ),
+                Ok(Pass::Standby { holder }) => {
+                    if standby.as_ref() != Some(&holder) {
+                        tracing::info!(
+                            holder,
+                            "controller on standby: another process holds the lease"
+                        );
+                    }
+                    standby = Some(holder);
+                    return true;
+                }
                 Err(e) => tracing::warn!(error = %e, "controller pass failed"),
+            }
+            if standby.take().is_some() {
+                tracing::info!("controller took over the lease");
             }
             true
         })
         .await
     }
 
-    /// Passes every `poll` until `stop` turns true or `on_pass` returns false.
+    /// The lease only one controller of the model holds at a time.
+    fn lease_name(model: &str) -> String {
+        format!("controller:{model}")
+    }
+
+    fn lease_ttl(&self) -> std::time::Duration {
+        LEASE_TTL_MIN.max(std::time::Duration::from_millis(
+            self.settings.poll_ms.saturating_mul(3),
+        ))
+    }
+
+    /// Takes or renews the controller lease; `Ok(None)` when this process holds it, else the
+    /// holder's name.
+    async fn lease(&self, model: &str) -> Result<Option<String>> {
+        let ttl = self.lease_ttl().as_micros() as i64;
+        let lease = self
+            .store
+            .meta
+            .acquire_lease(&Self::lease_name(model), &self.holder, ttl)
+            .await?;
+        Ok((lease.holder != self.holder).then_some(lease.holder))
+    }
+
+    /// One pass as one of several controllers: only the holder of the model's lease ticks
+    /// (renewing the lease while the pass runs, since a retraining can outlast it); the
+    /// others report who holds it.
+    pub async fn leased_tick(&self) -> Result<Pass> {
+        let model = self.model()?;
+        if let Some(holder) = self.lease(&model).await? {
+            return Ok(Pass::Standby { holder });
+        }
+        let tick = self.tick();
+        tokio::pin!(tick);
+        let renew = self.lease_ttl() / 3;
+        loop {
+            tokio::select! {
+                pass = &mut tick => return pass,
+                _ = tokio::time::sleep(renew) => {
+                    if let Err(e) = self.lease(&model).await {
+                        tracing::warn!(error = %e, "cannot renew the controller lease");
+                    }
+                }
+            }
+        }
+    }
+
+    /// Passes every `poll` until `stop` turns true or `on_pass` returns false. Several
+    /// processes may run this against one database (server replicas); one acts at a time
+    /// (see [`Controller::leased_tick`]), and a stop hands the lease on at once.
     pub async fn run_with(
         &self,
         mut stop: tokio::sync::watch::Receiver<bool>,
@@ -602,15 +688,26 @@ impl Controller {
     ) {
         let every = std::time::Duration::from_millis(self.settings.poll_ms);
         loop {
-            if !on_pass(self.tick().await) {
-                return;
+            if !on_pass(self.leased_tick().await) {
+                break;
             }
             tokio::select! {
                 _ = tokio::time::sleep(every) => {}
                 _ = stop.changed() => {}
             }
             if *stop.borrow() {
-                return;
+                break;
+            }
+        }
+        self.release().await;
+    }
+
+    /// Gives the controller lease up if this process holds it, so another takes over at once.
+    pub async fn release(&self) {
+        if let Ok(model) = self.model() {
+            let name = Self::lease_name(&model);
+            if let Err(e) = self.store.meta.release_lease(&name, &self.holder).await {
+                tracing::warn!(error = %e, "cannot release the controller lease");
             }
         }
     }

@@ -18,12 +18,14 @@ the model's firing alerts and to `schedule`, within `cooldown`, `max_retrains` p
 `min_labelled_rows`; it appends the labelled production rows to the dataset, trains with \
 [train] and [automate.train] (or runs [pipeline] with `pipeline = true`), and promotes the \
 candidate only if every gate passes, at once or through a shadow or canary rollout \
-(`strategy`, [automate.rollout]) that each later pass judges on live labels. Several \
-controllers (replicas, cron jobs) never retrain the same model at once. `kiln serve` runs it \
-too when [automate] enabled = true."
+(`strategy`, [automate.rollout]) that each later pass judges on live labels. Of several \
+controllers sharing a database (server replicas, cron jobs), the one holding the model's \
+lease acts and the others stand by; a stopped holder hands it on at once, a crashed one when \
+its lease expires (15 s). `kiln serve` runs it too when [automate] enabled = true."
 )]
 pub struct WatchArgs {
-    /// One pass, then exit (for cron or a Kubernetes CronJob)
+    /// One pass, then exit (for cron or a Kubernetes CronJob); standby if another controller
+    /// holds the lease
     #[arg(long)]
     pub once: bool,
     /// Retrain now, whatever the triggers say (the guards against thrashing still apply to
@@ -154,6 +156,9 @@ fn print_pass(pass: &Pass, json: bool) -> Result<(), CliError> {
                 .unwrap_or_default()
         ),
         Pass::Judged { rollout: r } => println!("{}", rollout_line(r)),
+        Pass::Standby { holder } => {
+            println!("standby: {holder} holds the controller lease and acts; this one waits")
+        }
     }
     Ok(())
 }
@@ -322,8 +327,10 @@ pub async fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<(), CliError>
         return print_pass(&pass, args.json);
     }
     if args.once {
-        let pass = c.tick().await.map_err(automate_error)?;
-        return print_pass(&pass, args.json);
+        // One pass as one of the controllers: standby when another process holds the lease.
+        let pass = c.leased_tick().await;
+        c.release().await;
+        return print_pass(&pass.map_err(automate_error)?, args.json);
     }
     if !global.quiet && !args.json {
         eprintln!(
@@ -338,8 +345,24 @@ pub async fn watch(global: &GlobalArgs, args: WatchArgs) -> Result<(), CliError>
         let _ = stop_tx.send(true);
     });
     let mut failed = None;
+    let mut standby: Option<String> = None;
     c.run_with(stop_rx, |pass| {
+        // Standby is printed when the holder changes, not at every pass.
+        let pass = match pass {
+            Ok(Pass::Standby { holder }) if standby.as_ref() == Some(&holder) && !args.json => {
+                return true;
+            }
+            Ok(Pass::Standby { holder }) => {
+                standby = Some(holder.clone());
+                Ok(Pass::Standby { holder })
+            }
+            other => {
+                standby = None;
+                other
+            }
+        };
         let printed = match pass {
+            Ok(p @ Pass::Standby { .. }) => print_pass(&p, args.json),
             Ok(p @ Pass::Retrained { .. }) => print_pass(&p, args.json),
             Ok(Pass::Judged { rollout }) if rollout.state != "running" || args.json => {
                 print_pass(&Pass::Judged { rollout }, args.json)

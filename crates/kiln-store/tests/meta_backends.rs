@@ -1076,6 +1076,73 @@ async fn exercise_rollouts(store: MetaStore) {
     assert!(!store.rollouts(None, false, 100).await.unwrap().is_empty());
 }
 
+/// One holder at a time; renewal keeps it; expiry and release hand it on; and among many
+/// concurrent takers exactly one wins.
+async fn exercise_leases(store: MetaStore) {
+    let name = unique("controller");
+    let a = store.acquire_lease(&name, "a", 60_000_000).await.unwrap();
+    assert_eq!(a.holder, "a");
+    let b = store.acquire_lease(&name, "b", 60_000_000).await.unwrap();
+    assert_eq!(b.holder, "a", "a live lease is not taken over");
+    let renewed = store.acquire_lease(&name, "a", 60_000_000).await.unwrap();
+    assert_eq!(renewed.holder, "a");
+    assert_eq!(
+        renewed.acquired_at, a.acquired_at,
+        "renewal keeps the start"
+    );
+    assert!(renewed.expires_at >= a.expires_at);
+    // A lease that expired (its holder stopped renewing) goes to the next taker.
+    store.acquire_lease(&name, "a", -1).await.unwrap();
+    let taken = store.acquire_lease(&name, "b", 60_000_000).await.unwrap();
+    assert_eq!(taken.holder, "b");
+    assert!(taken.acquired_at > a.acquired_at);
+    // Releasing another holder's lease does nothing; the holder's own release frees it.
+    store.release_lease(&name, "a").await.unwrap();
+    assert_eq!(
+        store
+            .acquire_lease(&name, "c", 1_000_000)
+            .await
+            .unwrap()
+            .holder,
+        "b"
+    );
+    store.release_lease(&name, "b").await.unwrap();
+    assert_eq!(
+        store
+            .acquire_lease(&name, "c", 1_000_000)
+            .await
+            .unwrap()
+            .holder,
+        "c"
+    );
+    assert!(
+        store
+            .leases()
+            .await
+            .unwrap()
+            .iter()
+            .any(|l| l.name == name && l.holder == "c")
+    );
+
+    // Eight takers at once on a fresh lease: one holds it, all agree who.
+    let race = unique("race");
+    let takers = (0..8).map(|i| {
+        let (store, race) = (store.clone(), race.clone());
+        tokio::spawn(async move {
+            store
+                .acquire_lease(&race, &format!("t{i}"), 60_000_000)
+                .await
+                .unwrap()
+                .holder
+        })
+    });
+    let mut holders = std::collections::BTreeSet::new();
+    for t in takers {
+        holders.insert(t.await.unwrap());
+    }
+    assert_eq!(holders.len(), 1, "{holders:?}");
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -1090,6 +1157,7 @@ async fn sqlite_backend() {
     exercise_retrains(MetaStore::connect(&url).await.unwrap()).await;
     exercise_rollouts(MetaStore::connect(&url).await.unwrap()).await;
     exercise_pipelines(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_leases(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -1115,6 +1183,7 @@ async fn postgres_backend() {
     exercise_retrains(MetaStore::connect(&url).await.unwrap()).await;
     exercise_rollouts(MetaStore::connect(&url).await.unwrap()).await;
     exercise_pipelines(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_leases(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]
