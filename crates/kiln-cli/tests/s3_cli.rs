@@ -241,6 +241,15 @@ fn a_misconfigured_bucket_stops_kiln_before_any_work() {
         .iter()
         .map(String::as_str)
         .collect::<Vec<_>>());
+
+    // `[store] artifacts` in kiln.toml names the bucket too (a URL, not a path relative to the
+    // file): the export reads the snapshot back from it.
+    p.config(&format!("[store]\nartifacts = \"{url}\"\n"));
+    p.ok(&[
+        "data", "export", "bikes", "--format", "csv", "-o", "out.csv",
+    ]);
+    assert!(p.path("out.csv").is_file());
+    assert!(!p.path("s3:").exists() && !p.path(".kiln/artifacts").exists());
 }
 
 #[test]
