@@ -6,7 +6,7 @@
 use std::path::{Path, PathBuf};
 
 use kiln_core::config::{Config, ConfigError};
-use kiln_store::{Store, StoreLocation};
+use kiln_store::{S3Options, Store, StoreLocation};
 
 use crate::output::CliError;
 use crate::{GlobalArgs, LogFormat};
@@ -112,6 +112,17 @@ pub async fn open(global: &GlobalArgs) -> Result<Project, CliError> {
             .clone()
             .or_else(|| config.store.artifacts.as_ref().map(relative_to_config))
             .unwrap_or(defaults.artifacts_url),
+        s3: config
+            .store
+            .s3
+            .as_ref()
+            .map(|s3| S3Options {
+                endpoint: s3.endpoint.clone(),
+                region: s3.region.clone(),
+                allow_http: s3.allow_http,
+                ..S3Options::default()
+            })
+            .unwrap_or_default(),
     };
     let store = Store::open(&location).await.map_err(CliError::from_store)?;
     Ok(Project {

@@ -51,7 +51,10 @@ pub struct GlobalArgs {
     /// Metadata database URL: sqlite://PATH or postgres://USER:PASS@HOST/DB [default: HOME/kiln.db]
     #[arg(long, global = true, env = "KILN_DB", value_name = "URL")]
     pub db: Option<String>,
-    /// Artifact store: a folder or file:// URL [default: HOME/artifacts]
+    /// Artifact store: a folder, file:// URL, or s3://BUCKET/PREFIX (credentials from
+    /// AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY, region from AWS_REGION; for an
+    /// S3-compatible server AWS_ENDPOINT_URL and AWS_ALLOW_HTTP=true, or [store.s3] in
+    /// kiln.toml) [default: HOME/artifacts]
     #[arg(long, global = true, env = "KILN_ARTIFACTS", value_name = "URL")]
     pub artifacts: Option<String>,
     /// Configuration file [default: kiln.toml in this folder or the nearest parent]

@@ -42,7 +42,12 @@ impl CliError {
             | StoreError::BadArtifactUrl(_)
             | StoreError::NotFound(_)
             | StoreError::Conflict(_)
-            | StoreError::Invalid(_) => Self::input(e.to_string()),
+            | StoreError::Invalid(_)
+            // A misconfigured S3 store: the URL, credentials or bucket the user gave.
+            | StoreError::S3Config { .. }
+            | StoreError::S3Credentials { .. }
+            | StoreError::S3NoCredentials { .. }
+            | StoreError::S3NoBucket { .. } => Self::input(e.to_string()),
             _ => Self::system(e.to_string()),
         }
     }

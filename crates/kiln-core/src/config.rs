@@ -28,8 +28,15 @@ home = ".kiln"
 # Default: a SQLite file kiln.db in the home folder. Env: KILN_DB. Flag: --db.
 # db = "sqlite://.kiln/kiln.db"
 # Artifact store: a folder path (or file:// URL). Default: the folder artifacts/ in the home.
+# Or an S3 bucket: "s3://BUCKET/PREFIX", credentials from AWS_ACCESS_KEY_ID and
+# AWS_SECRET_ACCESS_KEY; endpoint and region from AWS_ENDPOINT_URL and AWS_REGION or [store.s3].
 # Env: KILN_ARTIFACTS. Flag: --artifacts.
 # artifacts = ".kiln/artifacts"
+
+# [store.s3]                    # for an S3-compatible server (MinIO, SeaweedFS, ...)
+# endpoint = "http://127.0.0.1:9000"
+# region = "us-east-1"          # default with an endpoint
+# allow_http = true             # needed for an http:// endpoint
 
 [log]
 # "human" or "json". Env: KILN_LOG_FORMAT. Flag: --log-format.
@@ -307,6 +314,23 @@ pub struct StoreConfig {
     pub home: Option<PathBuf>,
     pub db: Option<String>,
     pub artifacts: Option<String>,
+    /// `[store.s3]`: how to reach an `s3://` artifact store.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub s3: Option<S3Config>,
+}
+
+/// `[store.s3]`: the S3 endpoint of an `s3://` artifact store, for S3-compatible servers.
+/// Each setting, when present, takes precedence over its `AWS_*` environment variable.
+/// Credentials are not accepted here: they come from the environment only.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct S3Config {
+    /// The server's URL, e.g. `http://127.0.0.1:9000` (AWS_ENDPOINT_URL otherwise).
+    pub endpoint: Option<String>,
+    /// The region requests are signed for (AWS_REGION otherwise).
+    pub region: Option<String>,
+    /// Allow plain `http://` endpoints (AWS_ALLOW_HTTP otherwise).
+    pub allow_http: Option<bool>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -503,6 +527,27 @@ mod tests {
         assert_eq!(c.ingest.batch_rows, 65_536);
         assert_eq!(c.log.format.as_deref(), Some("human"));
         assert!(c.datasets.is_empty());
+    }
+
+    #[test]
+    fn store_s3_takes_an_endpoint_but_never_credentials() {
+        let c = Config::parse(
+            "[store]\nartifacts = \"s3://b/p\"\n[store.s3]\nendpoint = \"http://127.0.0.1:9000\"\n\
+             region = \"eu-west-1\"\nallow_http = true\n",
+            Path::new("k.toml"),
+        )
+        .unwrap();
+        let s3 = c.store.s3.unwrap();
+        assert_eq!(s3.endpoint.as_deref(), Some("http://127.0.0.1:9000"));
+        assert_eq!(s3.region.as_deref(), Some("eu-west-1"));
+        assert_eq!(s3.allow_http, Some(true));
+        assert!(Config::default().store.s3.is_none());
+        for key in ["secret_access_key", "access_key_id"] {
+            let e = Config::parse(&format!("[store.s3]\n{key} = \"x\"\n"), Path::new("k.toml"))
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(key), "{e}");
+        }
     }
 
     #[test]

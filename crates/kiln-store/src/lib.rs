@@ -5,8 +5,9 @@
 //!   feedback; alerts, retrainings, rollouts, pipeline runs and leases) through sqlx, on SQLite by default or PostgreSQL by URL.
 //!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
-//!   reports) through `object_store`, on a local folder by default. Every write is atomic and
-//!   every read verifies the BLAKE3 hash, so a tampered or truncated file is refused, never used.
+//!   reports) through `object_store`, on a local folder by default or in an S3 bucket
+//!   (`s3://BUCKET/PREFIX`). Every write is atomic and every read verifies the BLAKE3 hash, so a
+//!   tampered or truncated file is refused, never used.
 //!
 //! [`Store`] opens both from a [`StoreLocation`].
 
@@ -26,7 +27,7 @@ pub mod testing;
 use std::path::{Path, PathBuf};
 
 pub use alerts::{Alert, NewAlert};
-pub use artifacts::{ArtifactStore, VerifiedFile};
+pub use artifacts::{ArtifactStore, S3Options, VerifiedFile};
 pub use leases::Lease;
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};
 pub use pipelines::{NewStage, PipelineRun, StageRecord};
@@ -56,8 +57,43 @@ pub enum StoreError {
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]
     BadDbUrl(String),
-    #[error("unsupported artifact store `{0}`: use a folder path or file:// URL")]
+    #[error(
+        "unsupported artifact store `{0}`: use a folder path, a file:// URL or s3://BUCKET/PREFIX"
+    )]
     BadArtifactUrl(String),
+    /// An `s3://` store is configured wrongly (URL, endpoint, client settings).
+    #[error("artifact store {url}: {message}")]
+    S3Config { url: String, message: String },
+    #[error(
+        "artifact store {url}: cannot reach the S3 endpoint {endpoint} ({reason}); check the endpoint (AWS_ENDPOINT_URL, or endpoint under [store.s3] in kiln.toml) and that the server is running"
+    )]
+    S3Unreachable {
+        url: String,
+        endpoint: String,
+        reason: String,
+    },
+    #[error(
+        "artifact store {url}: the S3 endpoint {endpoint} refused the credentials ({code}); check AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (and AWS_SESSION_TOKEN for temporary ones), and that they may list, read and write the bucket"
+    )]
+    S3Credentials {
+        url: String,
+        endpoint: String,
+        code: String,
+    },
+    #[error(
+        "artifact store {url}: no S3 credentials: set AWS_ACCESS_KEY_ID and AWS_SECRET_ACCESS_KEY (or run where an instance or container role provides them)"
+    )]
+    S3NoCredentials { url: String },
+    #[error(
+        "artifact store {url}: the bucket `{bucket}` does not exist at {endpoint}; create it (e.g. `aws s3 mb s3://{bucket}`) or correct the URL"
+    )]
+    S3NoBucket {
+        url: String,
+        bucket: String,
+        endpoint: String,
+    },
+    #[error("artifact store {url}: {message}")]
+    S3 { url: String, message: String },
     #[error("artifact store: {0}")]
     Object(#[from] object_store::Error),
     #[error("artifact store: {0}")]
@@ -91,8 +127,10 @@ pub type Result<T, E = StoreError> = std::result::Result<T, E>;
 pub struct StoreLocation {
     /// `sqlite://PATH` or `postgres://...`.
     pub db_url: String,
-    /// A folder path or `file://` URL.
+    /// A folder path, `file://` URL or `s3://BUCKET/PREFIX`.
     pub artifacts_url: String,
+    /// Settings of an `s3://` artifact store beyond the `AWS_*` variables.
+    pub s3: S3Options,
 }
 
 impl StoreLocation {
@@ -101,6 +139,7 @@ impl StoreLocation {
         Self {
             db_url: format!("sqlite://{}", home.join("kiln.db").display()),
             artifacts_url: home.join("artifacts").display().to_string(),
+            s3: S3Options::default(),
         }
     }
 
@@ -120,7 +159,7 @@ pub struct Store {
 impl Store {
     /// Opens (and creates, for SQLite and folders) both stores and brings the schema up to date.
     pub async fn open(location: &StoreLocation) -> Result<Self> {
-        let artifacts = ArtifactStore::open(&location.artifacts_url)?;
+        let artifacts = ArtifactStore::open_with(&location.artifacts_url, &location.s3).await?;
         let meta = MetaStore::connect(&location.db_url).await?;
         Ok(Self { meta, artifacts })
     }

@@ -20,6 +20,8 @@ pub struct Project {
     /// so it is dropped first.
     pub db: Option<kiln_store::testing::TestDb>,
     pub dir: tempfile::TempDir,
+    /// Variables set for every command (after the `KILN_*` ones are removed).
+    pub env: Vec<(String, String)>,
 }
 
 pub struct Run {
@@ -60,6 +62,7 @@ impl Project {
         Self {
             db,
             dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
         }
     }
 
@@ -78,6 +81,7 @@ impl Project {
         Some(Self {
             db: Some(kiln_store::testing::TestDb::create(&server, None)),
             dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
         })
     }
 
@@ -87,6 +91,7 @@ impl Project {
         Self {
             db: None,
             dir: tempfile::tempdir().unwrap(),
+            env: Vec::new(),
         }
     }
 
@@ -130,6 +135,7 @@ impl Project {
         if let Some(db) = &self.db {
             c.env("KILN_DB", &db.url);
         }
+        c.envs(self.env.iter().map(|(k, v)| (k, v)));
         c
     }
 
@@ -253,4 +259,60 @@ pub fn tool_or_skip(name: &str, found: Option<PathBuf>) -> Option<PathBuf> {
         eprintln!("skipped: {name} is not available (.ci/run installs it)");
     }
     found
+}
+
+/// An S3-compatible server for the `s3://` artifact store's tests.
+pub struct S3Server {
+    pub endpoint: String,
+    pub bucket: String,
+    pub access_key_id: String,
+    pub secret_access_key: String,
+}
+
+impl S3Server {
+    /// The `AWS_*` variables that point `kiln` at this server.
+    pub fn aws_env(&self) -> Vec<(String, String)> {
+        [
+            ("AWS_ENDPOINT_URL", self.endpoint.as_str()),
+            ("AWS_ALLOW_HTTP", "true"),
+            ("AWS_ACCESS_KEY_ID", self.access_key_id.as_str()),
+            ("AWS_SECRET_ACCESS_KEY", self.secret_access_key.as_str()),
+        ]
+        .into_iter()
+        .map(|(k, v)| (k.to_owned(), v.to_owned()))
+        .collect()
+    }
+}
+
+/// The server named by `KILN_TEST_S3_*` (`.ci/seaweedfs.sh` starts one), or a skip notice;
+/// under CI (`CI` set) a missing server fails the test instead.
+pub fn s3_or_skip() -> Option<S3Server> {
+    let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
+    let Some(endpoint) = var("KILN_TEST_S3_ENDPOINT") else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must provide an S3 server in KILN_TEST_S3_ENDPOINT (see .ci/run)"
+        );
+        eprintln!("skipped: KILN_TEST_S3_ENDPOINT is not set (.ci/seaweedfs.sh starts one)");
+        return None;
+    };
+    let need = |k: &str| var(k).unwrap_or_else(|| panic!("{k} must be set with the endpoint"));
+    Some(S3Server {
+        endpoint,
+        bucket: need("KILN_TEST_S3_BUCKET"),
+        access_key_id: need("KILN_TEST_S3_ACCESS_KEY_ID"),
+        secret_access_key: need("KILN_TEST_S3_SECRET_ACCESS_KEY"),
+    })
+}
+
+/// A name no earlier run used (servers and databases outlive a test run).
+pub fn unique(prefix: &str) -> String {
+    format!(
+        "{prefix}-{}-{}",
+        std::process::id(),
+        std::time::SystemTime::now()
+            .duration_since(std::time::UNIX_EPOCH)
+            .unwrap()
+            .as_nanos()
+    )
 }
