@@ -47,7 +47,9 @@ impl CliError {
             | StoreError::S3Config { .. }
             | StoreError::S3Credentials { .. }
             | StoreError::S3NoCredentials { .. }
-            | StoreError::S3NoBucket { .. } => Self::input(e.to_string()),
+            | StoreError::S3NoBucket { .. }
+            // A database server that refused the URL's database or credentials.
+            | StoreError::Connect { refused: true, .. } => Self::input(e.to_string()),
             _ => Self::system(e.to_string()),
         }
     }

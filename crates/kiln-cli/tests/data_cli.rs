@@ -8,7 +8,7 @@ use serde_json::Value;
 
 mod common;
 
-use common::{Project, finish};
+use common::{Project, expect_input_error, finish};
 
 const BIKES_HEAD: &str = "dteday,season,hr,temp,cnt\n";
 
@@ -1048,4 +1048,48 @@ fn manifest_dir() -> std::path::PathBuf {
     std::env::var_os("CARGO_MANIFEST_DIR")
         .map(std::path::PathBuf::from)
         .unwrap_or_else(|| std::path::PathBuf::from(env!("CARGO_MANIFEST_DIR")))
+}
+
+/// A PostgreSQL URL naming a database that does not exist, or a server that is not there:
+/// one clear message each, exit 2 for what the server refused and 1 for what is unreachable,
+/// and nothing written to the artifact store.
+#[test]
+fn a_misconfigured_database_fails_before_any_write() {
+    let Some(server) = std::env::var("KILN_TEST_POSTGRES_URL").ok() else {
+        assert!(
+            std::env::var_os("CI").is_none(),
+            "CI must set KILN_TEST_POSTGRES_URL (see .ci/run)"
+        );
+        eprintln!("skipped: KILN_TEST_POSTGRES_URL is not set");
+        return;
+    };
+    let p = Project::sqlite();
+    p.write("t.csv", b"a\n1\n");
+    let missing = format!("{}/kiln_missing_db", server.rsplit_once('/').unwrap().0);
+    let r = p.run(&["--db", &missing, "data", "add", "t.csv", "-d", "t"]);
+    expect_input_error(&r, "kiln_missing_db");
+    assert!(
+        r.stderr.contains("hint: the database does not exist"),
+        "{}",
+        r.stderr
+    );
+    let r = p.run(&[
+        "--db",
+        "postgres://kiln:secret@127.0.0.1:1/kiln",
+        "data",
+        "add",
+        "t.csv",
+        "-d",
+        "t",
+    ]);
+    assert_eq!(r.code, 1, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("127.0.0.1:1")
+            && r.stderr.contains("hint: is the database server running")
+            && !r.stderr.contains("secret"),
+        "{}",
+        r.stderr
+    );
+    let (blobs, _) = p.store_state();
+    assert!(blobs.is_empty(), "{blobs:?}");
 }

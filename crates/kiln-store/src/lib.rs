@@ -45,11 +45,16 @@ use kiln_core::id::ContentId;
 /// Everything that can go wrong in a store.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
-    #[error("metadata database {url}: {source}")]
+    #[error("metadata database {url}: {source}{}", hint.map(|h| format!("\nhint: {h}")).unwrap_or_default())]
     Connect {
         url: String,
         #[source]
         source: sqlx::Error,
+        /// What to check, when the cause is a known one.
+        hint: Option<&'static str>,
+        /// The server refused what the user configured (no such database, credentials):
+        /// their input, not a broken system.
+        refused: bool,
     },
     #[error("metadata database: {0}")]
     Db(#[from] sqlx::Error),

@@ -231,9 +231,14 @@ impl MetaStore {
             })
             .connect(&url)
             .await
-            .map_err(|source| StoreError::Connect {
-                url: redact(&url),
-                source,
+            .map_err(|source| {
+                let (hint, refused) = connect_hint(&source);
+                StoreError::Connect {
+                    url: redact(&url),
+                    source,
+                    hint,
+                    refused,
+                }
             })?;
         // sqlx serializes migrations on PostgreSQL with an advisory lock, but not on SQLite:
         // two processes opening a new database at once (two pipeline runs, a server and a
@@ -505,6 +510,38 @@ pub(crate) fn is_unique_violation(e: &sqlx::Error) -> bool {
 }
 
 /// The URL without its password, for messages.
+/// A hint for the usual reasons a database cannot be opened, and whether the server refused
+/// what the URL names (as opposed to not being reachable).
+fn connect_hint(e: &sqlx::Error) -> (Option<&'static str>, bool) {
+    let code = match e {
+        sqlx::Error::Database(d) => d.code().map(|c| c.into_owned()),
+        _ => None,
+    };
+    match code.as_deref() {
+        // invalid_catalog_name
+        Some("3D000") => (
+            Some(
+                "the database does not exist: create it (`createdb -h HOST -U USER NAME`); Kiln creates its tables, not the database",
+            ),
+            true,
+        ),
+        // invalid_password, invalid_authorization_specification
+        Some("28P01") | Some("28000") => (
+            Some(
+                "the server refused these credentials: check the user and password in --db / KILN_DB / [store] db",
+            ),
+            true,
+        ),
+        _ => match e {
+            sqlx::Error::Io(_) | sqlx::Error::PoolTimedOut => (
+                Some("is the database server running, and listening on that host and port?"),
+                false,
+            ),
+            _ => (None, false),
+        },
+    }
+}
+
 fn redact(url: &str) -> String {
     match (url.find("://"), url.find('@')) {
         (Some(s), Some(at)) if at > s => {

@@ -1198,6 +1198,38 @@ async fn unreachable_and_unsupported_backends_fail_clearly() {
         .unwrap_err()
         .to_string();
     assert!(e.contains("127.0.0.1:1") && !e.contains("secret"), "{e}");
+    assert!(e.contains("hint: is the database server running"), "{e}");
+    // A server that answers but refuses what the URL names: one hint each.
+    let Ok(url) = std::env::var("KILN_TEST_POSTGRES_URL") else {
+        return;
+    };
+    let server = url.rsplit_once('/').unwrap().0;
+    let e = MetaStore::connect(&format!("{server}/no_such_database"))
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(e, StoreError::Connect { refused: true, .. }),
+        "{e:?}"
+    );
+    let e = e.to_string();
+    assert!(
+        e.contains("no_such_database") && e.contains("hint: the database does not exist"),
+        "{e}"
+    );
+    let stranger = server.replacen("://", "://no_such_role:pw@", 1);
+    let stranger = match stranger.split_once('@') {
+        // postgres://no_such_role:pw@kiln@host: drop the URL's own user.
+        Some((creds, rest)) => format!("{creds}@{}", rest.rsplit('@').next().unwrap()),
+        None => stranger,
+    };
+    let e = MetaStore::connect(&format!("{stranger}/kiln_test"))
+        .await
+        .unwrap_err()
+        .to_string();
+    assert!(
+        e.contains("hint: the server refused these credentials") && !e.contains(":pw@"),
+        "{e}"
+    );
 }
 
 /// Appends 100,000 rows (features ~200 bytes) once as a single call and once as 1,000-row
