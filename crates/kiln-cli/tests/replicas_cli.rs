@@ -1,6 +1,7 @@
 //! Three `kiln serve` replicas sharing one PostgreSQL database and one artifact store: an
 //! alias move made with the CLI is served by all of them within the stated bound; their
 //! prediction logs and feedback land in the shared store with nothing lost or duplicated;
+//! with `[monitor] scope = "shared"` every replica's live window holds every replica's rows;
 //! exactly one of them runs the retrain controller, and a replica that stops hands its lease
 //! to another.
 
@@ -68,6 +69,26 @@ async fn leader(p: &Project, pids: &BTreeSet<u32>) -> u32 {
     }
 }
 
+/// `kiln_monitor_window_rows` of bikes@2 on the replica at `url`.
+async fn window_rows(client: &reqwest::Client, url: &str) -> Option<i64> {
+    let text = client
+        .get(format!("{url}/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    text.lines()
+        .find(|l| {
+            l.starts_with("kiln_monitor_window_rows{")
+                && l.contains("model=\"bikes\"")
+                && l.contains("version=\"2\"")
+        })
+        .and_then(|l| l.rsplit(' ').next())
+        .and_then(|v| v.parse().ok())
+}
+
 fn terminate(s: &mut Serving) {
     // SAFETY: kill(2) on a child process id this test started and has not reaped.
     unsafe {
@@ -82,7 +103,7 @@ async fn three_replicas_share_one_database() {
     let Some(p) = Project::postgres() else {
         return;
     };
-    p.config(CONFIG);
+    p.config(&CONFIG.replace("[monitor]\n", "[monitor]\nscope = \"shared\"\n"));
     p.write("bikes.csv.gz", DATA);
     p.ok(&["data", "add", "bikes.csv.gz", "--dataset", "bikes"]);
     p.ok(&["train", "--set", "gbdt.iterations=5"]);
@@ -191,6 +212,40 @@ async fn three_replicas_share_one_database() {
             .await
             .unwrap();
         assert_eq!(r.status(), 200, "{}", r.text().await.unwrap());
+    }
+
+    // Live monitoring reads the shared log: each replica's window of bikes@2 holds the rows
+    // of all three, as many as the store has.
+    let store = p.store().await;
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let logged = store
+            .meta
+            .predictions(&kiln_store::PredictionQuery {
+                model: Some("bikes".into()),
+                from: None,
+                to: None,
+                after_id: None,
+                limit: 1_000_000,
+            })
+            .await
+            .unwrap()
+            .iter()
+            .filter(|r| r.record.version == 2)
+            .count() as i64;
+        let mut windows = Vec::new();
+        for s in &replicas {
+            windows.push(window_rows(&client, &s.url).await);
+        }
+        if logged >= 300 && windows.iter().all(|w| *w == Some(logged)) {
+            eprintln!("each replica's live window holds all {logged} rows");
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "live windows {windows:?}, {logged} rows of bikes@2 logged"
+        );
+        tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
     // The leader stops: another replica takes the lease over at once (a clean stop releases

@@ -134,6 +134,8 @@ max_errors_shown = 20
 # with the model's reference (its training inputs, validation predictions and metrics).
 # [monitor]
 # live = true                   # monitor inside kiln serve
+# scope = "replica"             # what it monitors: "replica" (what this server logs) or "shared"
+#                               # (every replica's log, read back from the database)
 # window = "1h"                 # live windows of event time (30m, 1h, 1d, 7d) ...
 # window_rows = 10000           # ... or of this many predictions (not both)
 # interval = "10s"              # how often the current window is evaluated and judged

@@ -30,6 +30,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use kiln_store::Store;
+use kiln_watch::rules::Scope;
 use tokio::sync::watch;
 
 pub use config::{Credentials, ServeConfig};
@@ -60,6 +61,8 @@ pub struct Server {
     writer: Option<plog::LogWriter>,
     /// Live monitoring's observer thread (ends after the writer).
     observer: Option<std::thread::JoinHandle<()>>,
+    /// With `[monitor] scope = "shared"`: the task that feeds the observer from the shared log.
+    tail: Option<tokio::task::JoinHandle<()>>,
 }
 
 impl Server {
@@ -91,12 +94,24 @@ impl Server {
             ))
         });
         let mut observer = None;
+        let mut tail = None;
         let (log, writer) = if config.log.enabled {
             let (log, mut writer) =
                 plog::prediction_log(store.clone(), &config.log, metrics.clone());
             if let Some(l) = &live {
                 let (tx, thread) = l.observer()?;
-                writer.live = Some(tx);
+                match config.monitor.scope {
+                    Scope::Replica => writer.live = Some(tx),
+                    Scope::Shared => {
+                        let from = store.meta.last_prediction_id().await?;
+                        tail = Some(tokio::spawn(live::tail_shared_log(
+                            store.clone(),
+                            from,
+                            std::time::Duration::from_millis(config.log.flush_interval_ms),
+                            tx,
+                        )));
+                    }
+                }
                 observer = Some(thread);
             }
             (Some(log), Some(writer))
@@ -132,6 +147,7 @@ impl Server {
             listener,
             writer,
             observer,
+            tail,
         })
     }
 
@@ -191,7 +207,12 @@ impl Server {
         if let Some(w) = writer {
             let _ = w.await;
         }
-        // The writer is gone, so is the observer's sender: it finishes what it was handed.
+        // The writer is gone, so is the observer's sender (the tail's, once it is stopped):
+        // it finishes what it was handed.
+        if let Some(t) = self.tail {
+            t.abort();
+            let _ = t.await;
+        }
         if let Some(o) = self.observer {
             let _ = tokio::task::spawn_blocking(move || o.join()).await;
         }

@@ -742,6 +742,50 @@ fn judge(
         .collect()
 }
 
+/// Rows read from the shared log per query.
+const TAIL_ROWS: i64 = 5000;
+
+/// With `[monitor] scope = "shared"`: hands the observer every prediction any replica logs
+/// after id `from`, read from the shared log every `every` (and at once while a read comes
+/// back full). Ids are handed out in commit order, so reading after the last id seen never
+/// skips a row. Runs until aborted or the observer is gone; a failed read is retried.
+pub async fn tail_shared_log(
+    store: Store,
+    mut from: i64,
+    every: Duration,
+    observer: tokio::sync::mpsc::Sender<Vec<PredictionRecord>>,
+) {
+    loop {
+        let query = kiln_store::PredictionQuery {
+            model: None,
+            from: None,
+            to: None,
+            after_id: Some(from),
+            limit: TAIL_ROWS,
+        };
+        let full = match store.meta.predictions(&query).await {
+            Ok(rows) => {
+                let full = rows.len() as i64 == TAIL_ROWS;
+                if let Some(last) = rows.last() {
+                    from = last.id;
+                    let records = rows.into_iter().map(|r| r.record).collect();
+                    if observer.send(records).await.is_err() {
+                        return;
+                    }
+                }
+                full
+            }
+            Err(e) => {
+                tracing::warn!(target: "kiln::monitor", error = %e, "cannot read the shared prediction log; retrying");
+                false
+            }
+        };
+        if !full {
+            tokio::time::sleep(every).await;
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::split_by_count;

@@ -559,6 +559,16 @@ impl MetaStore {
             .map(|(_, last)| last))
     }
 
+    /// The highest prediction id logged so far (0 when none): where a reader of new rows
+    /// starts. Ids are handed out in commit order, so rows after it are all new.
+    pub async fn last_prediction_id(&self) -> Result<i64> {
+        let row = sqlx::query("SELECT MAX(id) FROM predictions")
+            .fetch_one(self.pool())
+            .await?;
+        let last: Option<i64> = row.try_get(0)?;
+        Ok(last.unwrap_or(0))
+    }
+
     /// The earliest and latest event times logged for `model`.
     pub async fn prediction_time_range(&self, model: &str) -> Result<Option<(i64, i64)>> {
         let row = sqlx::query("SELECT MIN(time), MAX(time) FROM predictions WHERE model = $1")

@@ -139,6 +139,19 @@ pub struct MonitorConfig {
     pub rules_configured: bool,
     /// Whether `kiln serve` monitors live (it needs the prediction log on).
     pub live: bool,
+    /// Which predictions a server's live windows hold.
+    pub scope: Scope,
+}
+
+/// Which predictions a server's live windows hold.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub enum Scope {
+    /// The ones this server logs (each replica watches its share of the traffic).
+    #[default]
+    Replica,
+    /// Every server's, read back from the shared prediction log: with several replicas, each
+    /// one's windows, metrics and alerts cover all the traffic.
+    Shared,
 }
 
 impl Default for MonitorConfig {
@@ -152,6 +165,7 @@ impl Default for MonitorConfig {
             webhook: None,
             rules_configured: false,
             live: true,
+            scope: Scope::Replica,
         }
     }
 }
@@ -160,6 +174,7 @@ impl Default for MonitorConfig {
 #[serde(deny_unknown_fields)]
 struct Section {
     live: Option<bool>,
+    scope: Option<String>,
     window: Option<String>,
     window_rows: Option<u64>,
     interval: Option<String>,
@@ -288,6 +303,15 @@ impl MonitorConfig {
                 )));
             }
         }
+        let scope = match section.scope.as_deref() {
+            None | Some("replica") => Scope::Replica,
+            Some("shared") => Scope::Shared,
+            Some(other) => {
+                return Err(WatchError::Input(format!(
+                    "[monitor] scope = {other:?}: use \"replica\" (what each server logs) or \"shared\" (every replica's log)"
+                )));
+            }
+        };
         Ok(Self {
             drift,
             alerts,
@@ -297,6 +321,7 @@ impl MonitorConfig {
             webhook: section.webhook,
             rules_configured,
             live: section.live.unwrap_or(true),
+            scope,
         })
     }
 
@@ -613,6 +638,7 @@ mod tests {
             ("window = \"an hour\"\n", "not a duration"),
             ("window = \"1h\"\nwindow_rows = 5\n", "both"),
             ("webhook = \"ftp://x\"\n", "not an http"),
+            ("scope = \"cluster\"\n", "use \"replica\""),
             ("colour = 1\n", "unknown field"),
         ] {
             let e = MonitorConfig::from_table(&table(text))
