@@ -445,11 +445,15 @@ SERVE_START_TIMEOUT=${KILN_BENCH_SERVE_START_TIMEOUT:-120}
 SERVE_PATH=/v1/models/bikes/predict
 CHILD_PIDS=()
 
-# stop_children: stop the servers and wrk runs still running (the EXIT trap).
+SERVE_PG_DIR=
+
+# stop_children: stop the servers and wrk runs still running, and a PostgreSQL cluster the
+# serve scenario started (the EXIT trap).
 stop_children() {
   local pid
   for pid in "${CHILD_PIDS[@]}"; do stop_server "$pid"; done
   CHILD_PIDS=()
+  if [[ -n $SERVE_PG_DIR ]]; then "$REPO_DIR/.ci/postgres.sh" stop "$SERVE_PG_DIR" || true; fi
 }
 
 # forget_child PID: take PID off CHILD_PIDS (it has ended).
@@ -657,7 +661,7 @@ PY
   log "serve: request body: $(cat "$SERVE_BODY")"
 
   local c_rps c_p99 f_rps f_p99 f_hwm f_value
-  local k_rps k_p99 k_hwm k_value n_rps m_rps
+  local k_rps k_p99 k_hwm k_value n_rps m_rps p_rps=
   table='| server | requests/s | p50 ms | p99 ms | peak RSS MiB | end RSS MiB | start to first prediction s |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: |'
 
@@ -687,6 +691,30 @@ PY
     serve_one kiln-no-log "$project" "$KILN" serve --addr "127.0.0.1:$PORT" --no-prediction-log
     table+=$'\n'$(serve_row "Kiln \`kiln serve --no-prediction-log\`")
     n_rps=$S_RPS
+    # The same server with its metadata, and so its prediction log, on PostgreSQL: a throwaway
+    # cluster (.ci/postgres.sh) with its production settings (fsync on).
+    if command -v pg_config >/dev/null && [[ -x $(pg_config --bindir)/initdb ]]; then
+      local pg_url project_pg=$SCRATCH/serve-project-pg
+      # Outside $SCRATCH: the server runs as the postgres user, who cannot enter a private folder.
+      SERVE_PG_DIR=$(mktemp -u /tmp/kiln-bench-pg.XXXXXX)
+      pg_url=$("$REPO_DIR/.ci/postgres.sh" start "$SERVE_PG_DIR" | sed -n 's/^export KILN_TEST_POSTGRES_URL=//p')
+      [[ -n $pg_url ]] || die "serve: could not start PostgreSQL (.ci/postgres.sh)"
+      log "serve: PostgreSQL at $pg_url; preparing the same project with its metadata there"
+      KILN_DB=$pg_url "$KILN" quickstart --no-replay --dir "$project_pg" >"$LOG_DIR/serve-kiln-pg-quickstart.log" 2>&1 ||
+        die "kiln quickstart on PostgreSQL failed (log: $LOG_DIR/serve-kiln-pg-quickstart.log)"
+      (cd "$project_pg" && KILN_DB=$pg_url "$KILN" models alias set production bikes@1 --reason bench) \
+        >>"$LOG_DIR/serve-kiln-pg-quickstart.log" 2>&1 ||
+        die "kiln models alias set failed (log: $LOG_DIR/serve-kiln-pg-quickstart.log)"
+      PORT=$(free_port)
+      serve_one kiln-pg "$project_pg" env KILN_DB="$pg_url" "$KILN" serve --addr "127.0.0.1:$PORT"
+      table+=$'\n'$(serve_row "Kiln \`kiln serve\` (prediction log on), metadata on PostgreSQL $("$(pg_config --bindir)/postgres" --version | awk '{print $3}')")
+      p_rps=$S_RPS
+      "$REPO_DIR/.ci/postgres.sh" stop "$SERVE_PG_DIR"
+      SERVE_PG_DIR=
+    else
+      log "serve: PostgreSQL not measured: no server binaries (apt-get install postgresql-15)"
+      table+=$'\n'"| Kiln \`kiln serve\` (prediction log on), metadata on PostgreSQL | — | — | — | — | — | — |"
+    fi
   fi
 
   PORT=$(free_port)
@@ -710,6 +738,7 @@ PY
       serve_target "FastAPI p99 ÷ Kiln p99 ≥ 50" "$f_p99 / ($k_p99 > 0 ? $k_p99 : 1)" '%.1f' '>=' 50
       serve_target "log on ÷ log off throughput ≥ 0.9" "$k_rps / $n_rps" '%.2f' '>=' 0.9
       serve_target "live monitoring on ÷ off (log on) throughput ≥ 0.95" "$k_rps / $m_rps" '%.2f' '>=' 0.95
+      [[ -z $p_rps ]] || serve_target "log on PostgreSQL ÷ log on SQLite throughput ≥ 0.8" "$p_rps / $k_rps" '%.2f' '>=' 0.8
       serve_target "FastAPI peak RSS ÷ Kiln peak RSS ≥ 5" "$f_hwm / $k_hwm" '%.1f' '>=' 5
     )
   fi
