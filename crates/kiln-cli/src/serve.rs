@@ -174,7 +174,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
             "  retrain controller: {}",
             match &controller {
                 Some(c) => format!(
-                    "on, for `{}` (kiln retrains list)",
+                    "on, for `{}`, when this server holds its lease (kiln retrains list)",
                     c.model().unwrap_or_default()
                 ),
                 None => "off ([automate] enabled = false)".into(),

@@ -69,6 +69,21 @@ async fn leader(p: &Project, pids: &BTreeSet<u32>) -> u32 {
     }
 }
 
+/// Every prediction of bikes in the shared log.
+async fn logged(store: &kiln_store::Store) -> Vec<kiln_store::StoredPrediction> {
+    store
+        .meta
+        .predictions(&kiln_store::PredictionQuery {
+            model: Some("bikes".into()),
+            from: None,
+            to: None,
+            after_id: None,
+            limit: 1_000_000,
+        })
+        .await
+        .unwrap()
+}
+
 /// `kiln_monitor_window_rows` of bikes@2 on the replica at `url`.
 async fn window_rows(client: &reqwest::Client, url: &str) -> Option<i64> {
     let text = client
@@ -219,17 +234,8 @@ async fn three_replicas_share_one_database() {
     let store = p.store().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let logged = store
-            .meta
-            .predictions(&kiln_store::PredictionQuery {
-                model: Some("bikes".into()),
-                from: None,
-                to: None,
-                after_id: None,
-                limit: 1_000_000,
-            })
+        let logged = logged(&store)
             .await
-            .unwrap()
             .iter()
             .filter(|r| r.record.version == 2)
             .count() as i64;
@@ -267,17 +273,7 @@ async fn three_replicas_share_one_database() {
 
     // Every prediction once, every label once, whichever replica took it.
     let store = p.store().await;
-    let rows = store
-        .meta
-        .predictions(&kiln_store::PredictionQuery {
-            model: Some("bikes".into()),
-            from: None,
-            to: None,
-            after_id: None,
-            limit: 1_000_000,
-        })
-        .await
-        .unwrap();
+    let rows = logged(&store).await;
     let mut seen: BTreeMap<String, usize> = BTreeMap::new();
     for r in rows
         .iter()
