@@ -1093,3 +1093,41 @@ fn a_misconfigured_database_fails_before_any_write() {
     let (blobs, _) = p.store_state();
     assert!(blobs.is_empty(), "{blobs:?}");
 }
+
+/// Four `kiln data add` of the same file at once, on a fresh store: all succeed, and they
+/// agree on one snapshot, one dataset version, with no duplicate rows or parts.
+#[test]
+fn concurrent_ingests_of_the_same_content_make_one_version() {
+    let p = Project::new();
+    let mut csv = String::from("t,x,y\n");
+    for i in 0..2000 {
+        csv.push_str(&format!("2011-01-{:02},{i},{}\n", i % 28 + 1, i % 7));
+    }
+    p.write("same.csv", csv.as_bytes());
+    let children: Vec<_> = (0..4)
+        .map(|_| {
+            p.command()
+                .args(["data", "add", "same.csv", "-d", "race", "--json"])
+                .stdout(std::process::Stdio::piped())
+                .stderr(std::process::Stdio::piped())
+                .spawn()
+                .unwrap()
+        })
+        .collect();
+    let runs: Vec<_> = children
+        .into_iter()
+        .map(|c| finish(c.wait_with_output().unwrap()))
+        .collect();
+    let mut snapshots = std::collections::BTreeSet::new();
+    for r in &runs {
+        assert_eq!(r.code, 0, "{}\n{}", r.stdout, r.stderr);
+        let v = r.json();
+        snapshots.insert(v["version"]["snapshot_id"].as_str().unwrap().to_owned());
+        assert_eq!(v["version"]["version"].as_i64(), Some(1), "{v:#}");
+    }
+    assert_eq!(snapshots.len(), 1, "{snapshots:?}");
+    let log = p.ok(&["data", "log", "race", "--json"]).json();
+    assert_eq!(log.as_array().map(Vec::len), Some(1), "{log:#}");
+    let shown = p.ok(&["data", "show", "race@1", "--json"]).json();
+    assert_eq!(shown["version"]["rows"].as_i64(), Some(2000), "{shown:#}");
+}
