@@ -2,8 +2,8 @@
 //! alias move made with the CLI is served by all of them within the stated bound; their
 //! prediction logs and feedback land in the shared store with nothing lost or duplicated;
 //! with `[monitor] scope = "shared"` every replica's live window holds every replica's rows;
-//! exactly one of them runs the retrain controller, and a replica that stops hands its lease
-//! to another.
+//! exactly one of them runs the retrain controller; a crashed one's lease passes on when it
+//! expires, and a replica that stops hands it on at once.
 
 mod common;
 
@@ -44,10 +44,10 @@ fn holder_pid(holder: &str) -> u32 {
     holder.split(':').nth(1).unwrap().parse().unwrap()
 }
 
-/// The pid holding bikes' controller lease, once one of `pids` holds it (within 10 s).
-async fn leader(p: &Project, pids: &BTreeSet<u32>) -> u32 {
+/// The pid holding bikes' controller lease, once one of `pids` holds it (within `within`).
+async fn leader(p: &Project, pids: &BTreeSet<u32>, within: Duration) -> u32 {
     let store = p.store().await;
-    let deadline = Instant::now() + Duration::from_secs(10);
+    let deadline = Instant::now() + within;
     loop {
         let leases = store.meta.leases().await.unwrap();
         let held: Vec<_> = leases
@@ -143,7 +143,7 @@ async fn three_replicas_share_one_database() {
 
     // Exactly one controller: one lease row, held by one of the replicas; the others say
     // they stand by.
-    let first_leader = leader(&p, &pids).await;
+    let first_leader = leader(&p, &pids, Duration::from_secs(10)).await;
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let standing_by = replicas
@@ -234,16 +234,17 @@ async fn three_replicas_share_one_database() {
     let store = p.store().await;
     let deadline = Instant::now() + Duration::from_secs(20);
     loop {
-        let logged = logged(&store)
-            .await
+        let rows = logged(&store).await;
+        let ours = rows
             .iter()
-            .filter(|r| r.record.version == 2)
-            .count() as i64;
+            .filter(|r| r.record.request_id.starts_with("replica-test-"))
+            .count();
+        let logged = rows.iter().filter(|r| r.record.version == 2).count() as i64;
         let mut windows = Vec::new();
         for s in &replicas {
             windows.push(window_rows(&client, &s.url).await);
         }
-        if logged >= 300 && windows.iter().all(|w| *w == Some(logged)) {
+        if ours == 300 && windows.iter().all(|w| *w == Some(logged)) {
             eprintln!("each replica's live window holds all {logged} rows");
             break;
         }
@@ -254,19 +255,41 @@ async fn three_replicas_share_one_database() {
         tokio::time::sleep(Duration::from_millis(250)).await;
     }
 
-    // The leader stops: another replica takes the lease over at once (a clean stop releases
-    // it; a crashed one would wait for the lease to expire).
+    // The leader crashes (every prediction is written by now): its lease stays until it
+    // expires, 15 s after its last renewal, and then another replica takes it over.
     let at = replicas
         .iter()
         .position(|s| s.child.id() == first_leader)
         .unwrap();
+    let mut crashed = replicas.remove(at);
+    crashed.child.kill().unwrap(); // SIGKILL
+    crashed.child.wait().unwrap();
+    let killed = Instant::now();
+    let rest: BTreeSet<u32> = replicas.iter().map(|s| s.child.id()).collect();
+    let second = leader(&p, &rest, Duration::from_secs(25)).await;
+    let took = killed.elapsed();
+    assert!(
+        took >= Duration::from_secs(10),
+        "taken over {took:?} after the crash, before the lease could expire"
+    );
+    eprintln!("lease taken over {took:?} after the holder crashed");
+
+    // The new leader stops cleanly: it releases the lease, and the last replica takes it at
+    // its next poll.
+    let at = replicas
+        .iter()
+        .position(|s| s.child.id() == second)
+        .unwrap();
     let mut stopped = replicas.remove(at);
     terminate(&mut stopped);
-    let rest: BTreeSet<u32> = replicas.iter().map(|s| s.child.id()).collect();
+    let last: BTreeSet<u32> = replicas.iter().map(|s| s.child.id()).collect();
     let handed = Instant::now();
-    let second = leader(&p, &rest).await;
-    assert_ne!(second, first_leader);
-    eprintln!("lease handed over in {:?}", handed.elapsed());
+    let third = leader(&p, &last, Duration::from_secs(5)).await;
+    assert_ne!(third, second);
+    eprintln!(
+        "lease handed over in {:?} after a clean stop",
+        handed.elapsed()
+    );
     for s in &mut replicas {
         terminate(s);
     }
