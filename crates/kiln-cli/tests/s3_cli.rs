@@ -8,32 +8,16 @@
 
 mod common;
 
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use common::*;
-use object_store::aws::AmazonS3Builder;
+use kiln_store::testing::{S3Server, unique};
 use object_store::path::Path;
-use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 use serde_json::{Value, json};
 
 const CONFIG: &str = include_str!("../../../examples/bikeshare/kiln.toml");
 const DATA: &[u8] = include_bytes!("../../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
-
-/// The bucket under `prefix`, read directly (not through kiln).
-fn bucket(s3: &S3Server, prefix: &str) -> Arc<dyn ObjectStore> {
-    let store = AmazonS3Builder::new()
-        .with_endpoint(&s3.endpoint)
-        .with_allow_http(true)
-        .with_region("us-east-1")
-        .with_bucket_name(&s3.bucket)
-        .with_access_key_id(&s3.access_key_id)
-        .with_secret_access_key(&s3.secret_access_key)
-        .build()
-        .unwrap();
-    Arc::new(PrefixStore::new(store, Path::from(prefix)))
-}
 
 /// Every key under the store's root, walked folder by folder.
 async fn keys(store: &dyn ObjectStore) -> Vec<String> {
@@ -56,7 +40,9 @@ fn row() -> Value {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_whole_workflow_keeps_every_artifact_in_the_bucket() {
-    let Some(s3) = s3_or_skip() else { return };
+    let Some(s3) = S3Server::or_skip() else {
+        return;
+    };
     let prefix = unique("kiln-cli");
     let url = format!("s3://{}/{prefix}", s3.bucket);
     let mut p = Project::new();
@@ -128,7 +114,7 @@ async fn a_whole_workflow_keeps_every_artifact_in_the_bucket() {
 
     // Every blob is in the bucket under the prefix (the snapshot's part and profile, the
     // model); none on disk.
-    let raw = bucket(&s3, &prefix);
+    let raw = s3.raw(&prefix);
     let blob = |id: &str| format!("blobs/{}/{id}", &id[..2]);
     let mut expected = vec![blob(&part), blob(&profile), blob(&model)];
     expected.sort();
@@ -168,7 +154,9 @@ async fn a_whole_workflow_keeps_every_artifact_in_the_bucket() {
 
 #[test]
 fn a_misconfigured_bucket_stops_kiln_before_any_work() {
-    let Some(s3) = s3_or_skip() else { return };
+    let Some(s3) = S3Server::or_skip() else {
+        return;
+    };
     let url = format!("s3://{}/{}", s3.bucket, unique("kiln-cli-errors"));
     let mut p = Project::new();
     p.env = s3.aws_env();

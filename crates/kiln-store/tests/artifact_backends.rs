@@ -6,85 +6,17 @@
 //! `KILN_TEST_S3_SECRET_ACCESS_KEY`); under CI a missing server is a failure, not a skip.
 
 use std::path::Path as FsPath;
-use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use kiln_core::id::ContentId;
+use kiln_store::testing::{S3Server, unique};
 use kiln_store::{ArtifactStore, S3Options, StoreError};
-use object_store::aws::AmazonS3Builder;
 use object_store::path::Path;
-use object_store::prefix::PrefixStore;
 use object_store::{ObjectStore, ObjectStoreExt, PutPayload};
 
 /// Larger than the 8 MiB upload chunk, so a file goes up in three parts.
 const BIG: usize = (8 << 20) * 2 + 123;
-
-/// The S3 server the tests use.
-struct S3 {
-    endpoint: String,
-    bucket: String,
-    access_key_id: String,
-    secret_access_key: String,
-}
-
-impl S3 {
-    /// The server from the environment, or a skip notice (a failure under CI).
-    fn or_skip() -> Option<Self> {
-        let var = |k: &str| std::env::var(k).ok().filter(|v| !v.is_empty());
-        let Some(endpoint) = var("KILN_TEST_S3_ENDPOINT") else {
-            assert!(
-                std::env::var_os("CI").is_none(),
-                "CI must provide an S3 server in KILN_TEST_S3_ENDPOINT (see .ci/run)"
-            );
-            eprintln!("skipped: KILN_TEST_S3_ENDPOINT is not set (.ci/seaweedfs.sh starts one)");
-            return None;
-        };
-        let need = |k: &str| var(k).unwrap_or_else(|| panic!("{k} must be set with the endpoint"));
-        Some(Self {
-            endpoint,
-            bucket: need("KILN_TEST_S3_BUCKET"),
-            access_key_id: need("KILN_TEST_S3_ACCESS_KEY_ID"),
-            secret_access_key: need("KILN_TEST_S3_SECRET_ACCESS_KEY"),
-        })
-    }
-
-    fn options(&self) -> S3Options {
-        S3Options {
-            endpoint: Some(self.endpoint.clone()),
-            region: None,
-            allow_http: Some(true),
-            access_key_id: Some(self.access_key_id.clone()),
-            secret_access_key: Some(self.secret_access_key.clone()),
-        }
-    }
-
-    /// The bucket under `prefix` through object_store directly, bypassing Kiln.
-    fn raw(&self, prefix: &str) -> Arc<dyn ObjectStore> {
-        let s3 = AmazonS3Builder::new()
-            .with_endpoint(&self.endpoint)
-            .with_allow_http(true)
-            .with_region("us-east-1")
-            .with_bucket_name(&self.bucket)
-            .with_access_key_id(&self.access_key_id)
-            .with_secret_access_key(&self.secret_access_key)
-            .build()
-            .unwrap();
-        Arc::new(PrefixStore::new(s3, Path::from(prefix)))
-    }
-}
-
-/// A prefix no earlier run used (a developer's server outlives a test run).
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
-}
 
 fn blob_key(id: &ContentId) -> Path {
     Path::from(format!("blobs/{}/{}", &id.as_str()[..2], id.as_str()))
@@ -201,7 +133,9 @@ async fn local_folder() {
 
 #[tokio::test]
 async fn s3_bucket() {
-    let Some(s3) = S3::or_skip() else { return };
+    let Some(s3) = S3Server::or_skip() else {
+        return;
+    };
     let prefix = unique("artifacts");
     let url = format!("s3://{}/{prefix}", s3.bucket);
     let store = ArtifactStore::open_with(&url, &s3.options()).await.unwrap();
@@ -238,7 +172,9 @@ async fn s3_bucket() {
 
 #[tokio::test]
 async fn s3_misconfiguration_fails_at_open_with_one_clear_message() {
-    let Some(s3) = S3::or_skip() else { return };
+    let Some(s3) = S3Server::or_skip() else {
+        return;
+    };
     let url = format!("s3://{}/{}", s3.bucket, unique("errors"));
 
     // Nothing listens on a port just released.

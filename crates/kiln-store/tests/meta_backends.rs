@@ -7,6 +7,7 @@ use std::str::FromStr;
 
 use kiln_core::id::ContentId;
 use kiln_core::schema::{Column, FeatureType, Schema};
+use kiln_store::testing::unique;
 use kiln_store::{
     Expect, FeedbackOutcome, FeedbackRecord, LabelQuery, MetaStore, NewAlert, NewRetrain,
     NewRollout, NewRun, NewStage, NewVersion, PartRef, PredictionQuery, PredictionRecord,
@@ -39,18 +40,6 @@ fn new_version(dataset: &str, seed: &str) -> NewVersion {
         quarantine_id: None,
         quarantined_rows: 0,
     }
-}
-
-/// A dataset name no earlier run used (PostgreSQL databases outlive a test run).
-fn unique(prefix: &str) -> String {
-    format!(
-        "{prefix}-{}-{}",
-        std::process::id(),
-        std::time::SystemTime::now()
-            .duration_since(std::time::UNIX_EPOCH)
-            .unwrap()
-            .as_nanos()
-    )
 }
 
 async fn exercise(store: MetaStore) {
