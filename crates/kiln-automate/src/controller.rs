@@ -58,8 +58,8 @@ pub struct Controller {
     pub holder: String,
 }
 
-/// A name for this process among the controllers that share a database.
-fn holder_name() -> String {
+/// A name for this process among the processes that share a database (a lease holder).
+pub fn holder_name() -> String {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname")
         .ok()
         .or_else(|| std::env::var("HOSTNAME").ok())

@@ -103,6 +103,10 @@ enum Command {
     /// Alerts recorded by the server's monitoring
     #[command(subcommand)]
     Alerts(monitor::AlertsCommand),
+    /// The prediction log's retention: compact old days into Parquet archives in the artifact
+    /// store (still read by `kiln monitor`), delete the oldest; list the archives
+    #[command(subcommand)]
+    Log(monitor::LogCommand),
     /// Send a time-ordered dataset to a running server as live traffic in simulated time,
     /// with labels as feedback after a delay
     Replay(replay::ReplayArgs),
@@ -166,6 +170,7 @@ fn main() -> ExitCode {
             Command::Serve(args) => serve::run(&cli.global, args).await,
             Command::Monitor(args) => monitor::run(&cli.global, args).await,
             Command::Alerts(cmd) => monitor::alerts(&cli.global, cmd).await,
+            Command::Log(cmd) => monitor::log(&cli.global, cmd).await,
             Command::Replay(args) => replay::run(&cli.global, args).await,
             Command::Watch(args) => automate::watch(&cli.global, args).await,
             Command::Retrains(cmd) => automate::retrains(&cli.global, cmd).await,

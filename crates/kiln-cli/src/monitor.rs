@@ -4,8 +4,10 @@
 use std::path::PathBuf;
 
 use clap::{Args, Subcommand};
+use kiln_core::config::RetentionConfig;
 use kiln_train::registry::{ModelRef, Selector, load, resolve};
 use kiln_watch::WatchError;
+use kiln_watch::archive::{Retention, apply_retention};
 use kiln_watch::range::{RangeRequest, RangeWindows, monitor_range};
 use kiln_watch::report::MonitorReport;
 use kiln_watch::rules::{MonitorConfig, parse_duration};
@@ -145,7 +147,8 @@ async fn report_of(project: &Project, a: &RangeArgs) -> Result<MonitorReport, Cl
     let version = resolve(&project.store, &r).await?;
     let artifact = load(&project.store, &version).await?;
     Ok(monitor_range(
-        &project.store.meta,
+        &project.store,
+        &project.scratch(),
         &RangeRequest {
             model: &version.model,
             version: version.version,
@@ -325,4 +328,175 @@ pub async fn alerts(global: &GlobalArgs, cmd: AlertsCommand) -> Result<(), CliEr
         )
     );
     Ok(())
+}
+
+#[derive(Subcommand, Debug)]
+pub enum LogCommand {
+    /// Apply [retention] now: move days of the log that ended longer ago than compact_after
+    /// into Parquet archives in the artifact store (still read by `kiln monitor`), and delete
+    /// days older than delete_after
+    Compact(CompactArgs),
+    /// The archived days of the prediction log
+    Archives(ArchivesArgs),
+}
+
+#[derive(Args, Debug)]
+pub struct CompactArgs {
+    /// Only this model's log (default: every model's)
+    #[arg(long)]
+    pub model: Option<String>,
+    /// Archive days that ended longer ago than this, counted back from the newest event
+    /// time logged (overrides compact_after in [retention])
+    #[arg(long, value_name = "DURATION")]
+    pub older_than: Option<String>,
+    /// Delete days that ended longer ago than this, archived or not (overrides delete_after)
+    #[arg(long, value_name = "DURATION")]
+    pub delete_older_than: Option<String>,
+    /// Show the days that would be archived; change nothing
+    #[arg(long)]
+    pub dry_run: bool,
+    #[arg(long)]
+    pub json: bool,
+}
+
+#[derive(Args, Debug)]
+pub struct ArchivesArgs {
+    /// Only this model's archives
+    #[arg(long)]
+    pub model: Option<String>,
+    #[arg(long)]
+    pub json: bool,
+}
+
+fn megabytes(bytes: i64) -> String {
+    format!("{:.2} MiB", bytes as f64 / 1_048_576.0)
+}
+
+pub async fn log(global: &GlobalArgs, cmd: LogCommand) -> Result<(), CliError> {
+    let project = open(global).await?;
+    match cmd {
+        LogCommand::Compact(a) => {
+            let mut settings: RetentionConfig = project.config.retention.clone();
+            if a.older_than.is_some() {
+                settings.compact_after = a.older_than.clone();
+            }
+            if a.delete_older_than.is_some() {
+                settings.delete_after = a.delete_older_than.clone();
+            }
+            let policy = Retention::from_config(&settings).map_err(|e| {
+                CliError::input(
+                    e.to_string()
+                        .replace("[retention] compact_after", "--older-than"),
+                )
+            })?;
+            if !policy.is_active() {
+                return Err(CliError::input(
+                    "no retention policy: nothing to compact\nhint: set compact_after (and delete_after) under [retention] in kiln.toml, or pass --older-than 30d",
+                ));
+            }
+            let models: Vec<String> = a.model.iter().cloned().collect();
+            let out = apply_retention(
+                &project.store,
+                &project.scratch(),
+                &models,
+                &policy,
+                a.dry_run,
+            )
+            .await?;
+            if a.json {
+                return print_json(&out);
+            }
+            let verb = if a.dry_run {
+                "would archive"
+            } else {
+                "archived"
+            };
+            if !out.archived.is_empty() {
+                let rows: Vec<Vec<String>> = out
+                    .archived
+                    .iter()
+                    .map(|d| {
+                        vec![
+                            d.model.clone(),
+                            kiln_core::value::format_days(d.day as i32),
+                            count(d.rows as u64),
+                            count(d.labelled as u64),
+                            d.bytes.map_or("-".into(), megabytes),
+                        ]
+                    })
+                    .collect();
+                print!(
+                    "{}",
+                    table(&["model", "day", "predictions", "labelled", "file"], &rows)
+                );
+            }
+            let rows: i64 = out.archived.iter().map(|d| d.rows).sum();
+            let bytes: i64 = out.archived.iter().filter_map(|d| d.bytes).sum();
+            println!(
+                "{verb} {} day(s), {} predictions{}",
+                out.archived.len(),
+                count(rows as u64),
+                if a.dry_run {
+                    String::new()
+                } else {
+                    format!(", into {}", megabytes(bytes))
+                }
+            );
+            if !out.dropped.is_empty() || out.deleted_rows > 0 {
+                println!(
+                    "deleted {} archived day(s) and {} predictions still in the database",
+                    out.dropped.len(),
+                    count(out.deleted_rows)
+                );
+            }
+            for c in &out.conflicts {
+                println!("skipped: {c}");
+            }
+            Ok(())
+        }
+        LogCommand::Archives(a) => {
+            let list = project
+                .store
+                .meta
+                .log_archives(a.model.as_deref(), None, None)
+                .await?;
+            if a.json {
+                return print_json(&list);
+            }
+            if list.is_empty() {
+                println!("no archived days (see `kiln log compact --help`)");
+                return Ok(());
+            }
+            let rows: Vec<Vec<String>> = list
+                .iter()
+                .map(|x| {
+                    vec![
+                        x.model.clone(),
+                        kiln_core::value::format_days(x.day as i32),
+                        count(x.rows as u64),
+                        count(x.labelled as u64),
+                        megabytes(x.bytes),
+                        x.artifact.chars().take(12).collect(),
+                        format_time(x.created_at),
+                    ]
+                })
+                .collect();
+            print!(
+                "{}",
+                table(
+                    &[
+                        "model",
+                        "day",
+                        "predictions",
+                        "labelled",
+                        "file",
+                        "artifact",
+                        "archived at"
+                    ],
+                    &rows
+                )
+            );
+            Ok(())
+        }
+    }
 }

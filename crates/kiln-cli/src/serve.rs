@@ -2,6 +2,7 @@
 
 use clap::Args;
 use kiln_serve::{Credentials, ServeConfig, ServeError, Server};
+use kiln_watch::archive::{Retention, apply_retention};
 
 use crate::GlobalArgs;
 use crate::context;
@@ -131,6 +132,9 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
     // [automate] is checked even when it is off: a typo there is an error now, not later.
     let automate = kiln_automate::AutomateConfig::from_table(&project.config.automate)
         .map_err(|e| CliError::input(format!("kiln.toml {e}")))?;
+    // [retention] too: a server applies it on its own schedule.
+    let retention = Retention::from_config(&project.config.retention)
+        .map_err(|e| CliError::input(format!("kiln.toml {e}")))?;
     let controller = if automate.enabled && !args.no_automation {
         Some(crate::automate::controller(&project)?)
     } else {
@@ -180,9 +184,22 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
                 None => "off ([automate] enabled = false)".into(),
             }
         );
+        if retention.is_active() {
+            let d = |v: Option<i64>| v.map_or("never".into(), kiln_core::value::format_duration);
+            eprintln!(
+                "  retention: days archived to Parquet after {}, deleted after {}, applied every {} (kiln log archives)",
+                d(retention.compact_after),
+                d(retention.delete_after),
+                kiln_core::value::format_duration(retention.interval)
+            );
+        }
         eprintln!("  try: curl http://{addr}/docs");
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+    let keeper = retention.is_active().then(|| {
+        let (store, scratch, stop) = (project.store.clone(), project.scratch(), stop_rx.clone());
+        tokio::spawn(async move { keep_retention(store, scratch, retention, stop).await })
+    });
     let watcher = controller.map(|c| tokio::spawn(async move { c.run(stop_rx).await }));
     let served = server
         .run(kiln_serve::shutdown_signal())
@@ -193,7 +210,62 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
     if let Some(w) = watcher {
         let _ = w.await;
     }
+    if let Some(k) = keeper {
+        let _ = k.await;
+    }
     served
+}
+
+/// The lease one of the servers sharing a database holds to apply `[retention]`.
+const RETENTION_LEASE: &str = "log-retention";
+
+/// Applies `[retention]` at start and then every `interval` until `stop`, when this process
+/// holds the retention lease (among replicas, one compacts; two at once would be safe, each
+/// day's archive commits once, but would do the work twice). The lease outlives the interval
+/// by a minute, so its holder keeps it while it runs.
+async fn keep_retention(
+    store: kiln_store::Store,
+    scratch: std::path::PathBuf,
+    policy: Retention,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) {
+    let holder = kiln_automate::controller::holder_name();
+    let every = std::time::Duration::from_micros(policy.interval.max(1_000_000) as u64);
+    let ttl = policy.interval.saturating_add(60_000_000);
+    loop {
+        match store
+            .meta
+            .acquire_lease(RETENTION_LEASE, &holder, ttl)
+            .await
+        {
+            Ok(lease) if lease.holder == holder => {
+                match apply_retention(&store, &scratch, &[], &policy, false).await {
+                    Ok(out) => {
+                        let rows: i64 = out.archived.iter().map(|d| d.rows).sum();
+                        if !out.archived.is_empty() || !out.dropped.is_empty() {
+                            tracing::info!(
+                                days = out.archived.len(),
+                                predictions = rows,
+                                dropped_days = out.dropped.len(),
+                                deleted_rows = out.deleted_rows,
+                                "retention: old days of the prediction log archived"
+                            );
+                        }
+                    }
+                    Err(e) => {
+                        tracing::warn!(error = %e, "retention failed; next try in an interval")
+                    }
+                }
+            }
+            Ok(_) => {}
+            Err(e) => tracing::warn!(error = %e, "cannot take the retention lease"),
+        }
+        tokio::select! {
+            _ = tokio::time::sleep(every) => {}
+            _ = stop.changed() => break,
+        }
+    }
+    let _ = store.meta.release_lease(RETENTION_LEASE, &holder).await;
 }
 
 #[cfg(test)]

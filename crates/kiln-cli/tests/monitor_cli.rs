@@ -568,6 +568,208 @@ async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts(
         let b = report["overall"]["estimated"][metric].as_f64().unwrap();
         assert!((a - b).abs() < 0.1 * a, "estimated {metric}: {a} vs {b}");
     }
+    // Retention: days that ended 90 days before the newest event time move to Parquet
+    // archives in the artifact store; `kiln monitor` reads them back, labels included, to the
+    // same report.
+    let store = p.store().await;
+    let first = store
+        .meta
+        .predictions(&kiln_store::PredictionQuery {
+            model: Some("bikes".into()),
+            from: Some(
+                chrono::NaiveDate::from_ymd_opt(2012, 1, 1)
+                    .unwrap()
+                    .and_hms_opt(0, 0, 0)
+                    .unwrap()
+                    .and_utc()
+                    .timestamp_micros(),
+            ),
+            to: None,
+            after_id: None,
+            limit: 1,
+        })
+        .await
+        .unwrap()
+        .remove(0);
+    let dry = p
+        .ok(&[
+            "log",
+            "compact",
+            "--older-than",
+            "90d",
+            "--dry-run",
+            "--json",
+        ])
+        .json();
+    let planned = dry["archived"].as_array().unwrap().len();
+    // 2012-01-01 to 2012-10-02 (the newest time is 2012-12-31 12:00).
+    assert_eq!(planned, 275, "{dry}");
+    assert_eq!(
+        store.meta.prediction_count(Some("bikes")).await.unwrap(),
+        8734
+    );
+    let compacted = p
+        .ok(&["log", "compact", "--older-than", "90d", "--json"])
+        .json();
+    let days = compacted["archived"].as_array().unwrap();
+    assert_eq!(days.len(), planned);
+    let archived: i64 = days.iter().map(|d| d["rows"].as_i64().unwrap()).sum();
+    let labelled: i64 = days.iter().map(|d| d["labelled"].as_i64().unwrap()).sum();
+    assert_eq!(archived, labelled, "every archived row had its label");
+    assert_eq!(
+        store.meta.prediction_count(Some("bikes")).await.unwrap(),
+        8734 - archived
+    );
+    assert!(archived > 6000, "{archived}");
+    let listed = p.ok(&["log", "archives", "--json"]).json();
+    assert_eq!(listed.as_array().unwrap().len(), planned);
+    // Nothing left to do: a second run archives nothing.
+    let again = p
+        .ok(&["log", "compact", "--older-than", "90d", "--json"])
+        .json();
+    assert_eq!(again["archived"].as_array().unwrap().len(), 0, "{again}");
+
+    let monitor_2012 = |extra: &[&str]| {
+        let mut args = vec![
+            "monitor",
+            "--model",
+            "bikes",
+            "--from",
+            "2012-01-01",
+            "--to",
+            "2013-01-01",
+        ];
+        args.extend_from_slice(extra);
+        args.push("--json");
+        p.ok(&args).json()
+    };
+    let read_back = monitor_2012(&["--window", "30d"]);
+    assert_eq!(read_back["overall"]["rows"], 8734);
+    assert_eq!(read_back["overall"]["labelled_rows"], 8734);
+    let (before, after) = (
+        report["windows"].as_array().unwrap(),
+        read_back["windows"].as_array().unwrap(),
+    );
+    assert_eq!(before.len(), after.len());
+    for (b, a) in before.iter().zip(after) {
+        for field in [
+            "start",
+            "rows",
+            "labelled_rows",
+            "drift",
+            "prediction_drift",
+            "target_drift",
+            "latency_p99_ms",
+        ] {
+            assert_eq!(
+                a[field], b[field],
+                "{field} of the window at {}",
+                b["start"]
+            );
+        }
+        assert_close(&a["realized"], &b["realized"], "realized");
+    }
+    let recounted = monitor_2012(&["--every", "1000"]);
+    for (b, a) in counted["windows"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .zip(recounted["windows"].as_array().unwrap())
+    {
+        assert_eq!(a["rows"], b["rows"]);
+        assert_eq!(a["drift"], b["drift"]);
+    }
+
+    // A label that arrives after its day was archived is joined when the archive is read:
+    // the first row of 2012 labelled 100,000 rides raises January's realized error.
+    let r = client
+        .post(format!("{}/v1/feedback", s.url))
+        .json(&json!([{"request_id": first.record.request_id, "label": 100000}]))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let corrected = monitor_2012(&["--window", "30d"]);
+    let mae = |doc: &Value| {
+        doc["windows"][0]["realized"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|m| m["name"] == "mae")
+            .unwrap()["value"]
+            .as_f64()
+            .unwrap()
+    };
+    let rows_0 = corrected["windows"][0]["labelled_rows"].as_f64().unwrap();
+    assert!(
+        mae(&corrected) > mae(&read_back) + 90_000.0 / rows_0,
+        "{} then {}",
+        mae(&read_back),
+        mae(&corrected)
+    );
+    assert_eq!(corrected["overall"]["labelled_rows"], 8734);
+
+    // Deletion: days that ended 300 days before the newest (before 2012-03-06) are gone,
+    // archives and files; the rest reads as before.
+    let later = |doc: &Value| doc["overall"]["rows"].clone();
+    let from_march = |p: &Project| {
+        p.ok(&[
+            "monitor",
+            "--model",
+            "bikes",
+            "--from",
+            "2012-03-06",
+            "--to",
+            "2013-01-01",
+            "--json",
+        ])
+        .json()
+    };
+    let kept = later(&from_march(&p));
+    let oldest = store
+        .meta
+        .log_archives(Some("bikes"), None, None)
+        .await
+        .unwrap()[0]
+        .clone();
+    let deleted = p
+        .ok(&[
+            "log",
+            "compact",
+            "--older-than",
+            "90d",
+            "--delete-older-than",
+            "300d",
+            "--json",
+        ])
+        .json();
+    // 2012-01-01 to 2012-03-05.
+    assert_eq!(
+        deleted["dropped"].as_array().unwrap().len(),
+        65,
+        "{deleted}"
+    );
+    assert_eq!(later(&from_march(&p)), kept);
+    let early = p
+        .ok(&[
+            "monitor",
+            "--model",
+            "bikes",
+            "--to",
+            "2012-03-06",
+            "--json",
+        ])
+        .json();
+    assert_eq!(early["overall"]["rows"], 0, "{early}");
+    assert!(
+        !store
+            .artifacts
+            .exists(&oldest.artifact.parse().unwrap())
+            .await
+            .unwrap(),
+        "the dropped archive's file is deleted"
+    );
+
     let page = std::fs::read_to_string(&html).unwrap();
     assert!(page.contains("season") && page.contains("<svg"));
     assert!(!page.contains("<script") && !page.contains("https://"));
@@ -720,4 +922,21 @@ fn monitor_refuses_bad_ranges_and_unknown_models() {
     expect_input_error(&p.run(&["monitor", "--model", "x"]), "not a duration");
     let r = p.ok(&["alerts", "list", "--json"]).json();
     assert_eq!(r, json!([]));
+
+    // Retention: no policy, a bad duration, or deletion before archiving is refused.
+    expect_input_error(&p.run(&["log", "compact"]), "no retention policy");
+    expect_input_error(
+        &p.run(&["log", "compact", "--older-than", "a while"]),
+        "--older-than = \"a while\" is not a duration",
+    );
+    p.config("[retention]\ncompact_after = \"30d\"\ndelete_after = \"7d\"\n");
+    expect_input_error(
+        &p.run(&["log", "compact"]),
+        "must be longer than compact_after",
+    );
+    let empty = p
+        .ok(&["log", "compact", "--delete-older-than", "90d", "--json"])
+        .json();
+    assert_eq!(empty["archived"], json!([]), "{empty}");
+    assert_eq!(p.ok(&["log", "archives", "--json"]).json(), json!([]));
 }

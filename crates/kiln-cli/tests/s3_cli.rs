@@ -97,26 +97,48 @@ async fn a_whole_workflow_keeps_every_artifact_in_the_bucket() {
     ]);
     assert!(p.path("pred.csv").is_file());
 
-    // The server loads the model from the bucket and answers.
+    // The server loads the model from the bucket and answers, on two days of event time.
     {
         let s = serve(&p);
-        let r = reqwest::Client::new()
-            .post(format!("{}/v1/models/bikes/predict", s.url))
-            .json(&json!({"instances": [row()]}))
-            .send()
-            .await
-            .unwrap();
-        assert_eq!(r.status(), 200);
-        let body: Value = r.json().await.unwrap();
-        let y = body["predictions"][0]["value"].as_f64();
-        assert!(y.is_some_and(f64::is_finite), "{body:#}");
+        for day in ["2012-07-01", "2012-07-05"] {
+            let r = reqwest::Client::new()
+                .post(format!("{}/v1/models/bikes/predict", s.url))
+                .header("x-kiln-event-time", format!("{day} 12:00:00"))
+                .json(&json!({"instances": [row()]}))
+                .send()
+                .await
+                .unwrap();
+            assert_eq!(r.status(), 200);
+            let body: Value = r.json().await.unwrap();
+            let y = body["predictions"][0]["value"].as_f64();
+            assert!(y.is_some_and(f64::is_finite), "{body:#}");
+        }
+        // Logged within the flush interval.
+        let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+        while p.ok(&["monitor", "--model", "bikes", "--json"]).json()["overall"]["rows"] != 2 {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "the log was not flushed"
+            );
+            std::thread::sleep(std::time::Duration::from_millis(200));
+        }
     }
+    // The older day moves to a Parquet archive in the bucket, and reads back from there.
+    let compacted = p
+        .ok(&["log", "compact", "--older-than", "1d", "--json"])
+        .json();
+    let archive = compacted["archived"][0]["artifact"]
+        .as_str()
+        .unwrap_or_else(|| panic!("{compacted}"))
+        .to_owned();
+    let report = p.ok(&["monitor", "--model", "bikes", "--json"]).json();
+    assert_eq!(report["overall"]["rows"], 2, "{report}");
 
     // Every blob is in the bucket under the prefix (the snapshot's part and profile, the
-    // model); none on disk.
+    // model, the log archive); none on disk.
     let raw = s3.raw(&prefix);
     let blob = |id: &str| format!("blobs/{}/{id}", &id[..2]);
-    let mut expected = vec![blob(&part), blob(&profile), blob(&model)];
+    let mut expected = vec![blob(&part), blob(&profile), blob(&model), blob(&archive)];
     expected.sort();
     assert_eq!(keys(raw.as_ref()).await, expected);
     let model_key = blob(&model);

@@ -203,3 +203,57 @@ async fn init_writes_an_owner_only_admin_token_that_serve_requires() {
         200
     );
 }
+
+/// `[retention]` in a server: days that ended longer ago than `compact_after` (before the
+/// newest event time) are archived on the server's schedule while it serves, and `kiln
+/// monitor` still counts them.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_server_archives_old_days_of_its_log_on_schedule() {
+    let p = served_project(
+        "[serve.log]\nflush_interval_ms = 50\n\n[retention]\ncompact_after = \"2d\"\ninterval = \"1s\"\n",
+    );
+    let s = serve(&p);
+    let client = reqwest::Client::new();
+    // Ten days, three predictions each, at noon.
+    for day in 1..=10 {
+        let r = client
+            .post(format!("{}/v1/models/bikes/predict", s.url))
+            .header("x-kiln-event-time", format!("2012-07-{day:02} 12:00:00"))
+            .json(&json!({"instances": [row(), row(), row()]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+    }
+    // The newest is 2012-07-10 12:00: the days up to 2012-07-07 (ended before 07-08 12:00)
+    // are archived, 21 rows; 07-08 to 07-10 stay.
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let archives = loop {
+        let a = p.ok(&["log", "archives", "--json"]).json();
+        let list = a.as_array().unwrap().clone();
+        if list.len() == 7 {
+            break list;
+        }
+        assert!(Instant::now() < deadline, "archives: {a}");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    };
+    assert!(archives.iter().all(|a| a["rows"] == 3), "{archives:?}");
+    let store = p.store().await;
+    assert_eq!(store.meta.prediction_count(Some("bikes")).await.unwrap(), 9);
+    // The server still serves and logs; the monitor reads all 30 rows.
+    predict(&client, &s.url).await;
+    let report = p.ok(&["monitor", "--model", "bikes", "--json"]).json();
+    let rows = report["overall"]["rows"].as_u64().unwrap();
+    assert!(rows >= 30, "{report}");
+    // Only one process compacts: this server holds the retention lease.
+    assert!(
+        store
+            .meta
+            .leases()
+            .await
+            .unwrap()
+            .iter()
+            .any(|l| l.name == "log-retention")
+    );
+    drop(s);
+}

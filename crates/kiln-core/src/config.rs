@@ -170,6 +170,14 @@ max_errors_shown = 20
 # method = "ks"
 # threshold = 0.01
 
+# Retention of the prediction log: old days move from the database to Parquet files in the
+# artifact store (`kiln log compact`, or kiln serve every `interval`); `kiln monitor` still
+# reads them, labels included. Ages count back from the newest event time logged per model.
+# [retention]
+# compact_after = "30d"         # archive days that ended longer ago than this (default: never)
+# delete_after = "400d"         # delete days, archived or not, older than this (default: never)
+# interval = "1h"               # how often kiln serve applies it (one replica does, by lease)
+
 # The retrain controller (`kiln watch`, or inside `kiln serve` when enabled). Its clock is the
 # latest event time in the prediction log, so a replay in simulated time drives it too.
 # [automate]
@@ -308,6 +316,10 @@ pub struct Config {
     /// the automation stage).
     #[serde(default)]
     pub pipeline: toml::Table,
+    /// `[retention]`: when old days of the prediction log move to Parquet archives and when
+    /// they are deleted (checked by the monitoring stage, which reads the archives).
+    #[serde(default)]
+    pub retention: RetentionConfig,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -333,6 +345,18 @@ pub struct S3Config {
     pub region: Option<String>,
     /// Allow plain `http://` endpoints (AWS_ALLOW_HTTP otherwise).
     pub allow_http: Option<bool>,
+}
+
+/// `[retention]` as written: durations like `30d` or `12w`.
+#[derive(Clone, Debug, Default, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RetentionConfig {
+    /// Compact days of the log that ended longer ago than this into Parquet archives.
+    pub compact_after: Option<String>,
+    /// Delete days of the log (archived or not) that ended longer ago than this.
+    pub delete_after: Option<String>,
+    /// How often `kiln serve` applies the policy (default 1h).
+    pub interval: Option<String>,
 }
 
 #[derive(Clone, Debug, Default, Serialize, Deserialize)]
@@ -529,6 +553,24 @@ mod tests {
         assert_eq!(c.ingest.batch_rows, 65_536);
         assert_eq!(c.log.format.as_deref(), Some("human"));
         assert!(c.datasets.is_empty());
+    }
+
+    #[test]
+    fn the_templates_retention_section_parses_when_uncommented() {
+        let section: String = TEMPLATE
+            .lines()
+            .skip_while(|l| *l != "# [retention]")
+            .take_while(|l| l.starts_with("# "))
+            .map(|l| format!("{}\n", &l[2..]))
+            .collect();
+        let c = Config::parse(&section, Path::new("kiln.toml")).unwrap();
+        assert_eq!(c.retention.compact_after.as_deref(), Some("30d"));
+        assert_eq!(c.retention.delete_after.as_deref(), Some("400d"));
+        assert_eq!(c.retention.interval.as_deref(), Some("1h"));
+        let e = Config::parse("[retention]\nkeep = \"1d\"\n", Path::new("k.toml"))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("keep"), "{e}");
     }
 
     #[test]

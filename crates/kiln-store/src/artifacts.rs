@@ -553,6 +553,15 @@ impl ArtifactStore {
         })
     }
 
+    /// Deletes a blob; one already gone is not an error. Only for blobs nothing refers to any
+    /// more (a dropped log archive): blobs are shared by content.
+    pub async fn delete(&self, id: &ContentId) -> Result<()> {
+        match self.store.delete(&key(id)).await {
+            Ok(()) | Err(object_store::Error::NotFound { .. }) => Ok(()),
+            Err(e) => Err(e.into()),
+        }
+    }
+
     /// The path of a blob in a local store (for tests and `kiln doctor`).
     pub fn local_path(&self, id: &ContentId) -> Option<PathBuf> {
         self.root.as_ref().map(|r| r.join(key(id).as_ref()))

@@ -2,16 +2,18 @@
 //!
 //! * [`MetaStore`]: the relational metadata (datasets and their versions; models, their
 //!   versions and aliases with history; training runs; the server's prediction log and label
-//!   feedback; alerts, retrainings, rollouts, pipeline runs and leases) through sqlx, on SQLite by default or PostgreSQL by URL.
+//!   feedback and the archives of its old days; alerts, retrainings, rollouts, pipeline runs
+//!   and leases) through sqlx, on SQLite by default or PostgreSQL by URL.
 //!   One set of migrations, written in SQL both engines accept, so behaviour cannot diverge.
 //! * [`ArtifactStore`]: immutable, content-addressed blobs (snapshot parts, profiles, models,
-//!   reports) through `object_store`, on a local folder by default or in an S3 bucket
+//!   reports, archived days of the prediction log) through `object_store`, on a local folder by default or in an S3 bucket
 //!   (`s3://BUCKET/PREFIX`). Every write is atomic and every read verifies the BLAKE3 hash, so a
 //!   tampered or truncated file is refused, never used.
 //!
 //! [`Store`] opens both from a [`StoreLocation`].
 
 mod alerts;
+mod archives;
 mod artifacts;
 mod leases;
 mod meta;
@@ -27,6 +29,7 @@ pub mod testing;
 use std::path::{Path, PathBuf};
 
 pub use alerts::{Alert, NewAlert};
+pub use archives::{DAY_US, LogArchive, LogPartition, NewLogArchive, day_of};
 pub use artifacts::{ArtifactStore, S3Options, VerifiedFile};
 pub use leases::Lease;
 pub use meta::{DatasetRecord, DatasetVersion, MetaStore, NewVersion, PartRef};

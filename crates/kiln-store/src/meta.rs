@@ -22,7 +22,7 @@ use sqlx::{AnyPool, Executor, Row};
 use crate::{Result, StoreError};
 
 /// The migrations, in order. Append only: a released migration never changes.
-const MIGRATIONS: [(i64, &str, &str); 10] = [
+const MIGRATIONS: [(i64, &str, &str); 11] = [
     (
         1,
         "datasets",
@@ -57,6 +57,11 @@ const MIGRATIONS: [(i64, &str, &str); 10] = [
         include_str!("../migrations/0009_rollout_errors.sql"),
     ),
     (10, "leases", include_str!("../migrations/0010_leases.sql")),
+    (
+        11,
+        "log archives",
+        include_str!("../migrations/0011_log_archives.sql"),
+    ),
 ];
 
 fn migrator() -> Migrator {

@@ -1132,6 +1132,114 @@ async fn exercise_leases(store: MetaStore) {
     assert_eq!(holders.len(), 1, "{holders:?}");
 }
 
+/// Archives of the log: days are listed by event time (before 1970 too), one transaction
+/// deletes exactly the archived rows and records the archive, and a second compaction of the
+/// same day conflicts and changes nothing.
+async fn exercise_archives(store: MetaStore) {
+    use kiln_store::{DAY_US, NewLogArchive};
+    let model = unique("archived");
+    let day = |d: i64, h: i64| d * DAY_US + h * 3_600_000_000;
+    // Days -1 (1969-12-31), 0 and 1 of the epoch, 3 rows each, then the newest on day 5.
+    let rows: Vec<PredictionRecord> = [-1, 0, 1]
+        .iter()
+        .flat_map(|d| (0..3).map(move |h| (*d, h)))
+        .enumerate()
+        .map(|(i, (d, h))| prediction(&model, "arch", i, day(d, h)))
+        .chain(std::iter::once(prediction(&model, "arch", 99, day(5, 1))))
+        .collect();
+    store.append_predictions(&rows).await.unwrap();
+    assert!(store.logged_models().await.unwrap().contains(&model));
+
+    // Whole days ending at or before day 2, 6 am: -1, 0 and 1.
+    let parts = store.log_partitions(&model, day(2, 6)).await.unwrap();
+    assert_eq!(
+        parts.iter().map(|p| (p.day, p.rows)).collect::<Vec<_>>(),
+        [(-1, 3), (0, 3), (1, 3)]
+    );
+    // Day 1 is not over before day 1 ends.
+    assert_eq!(
+        store
+            .log_partitions(&model, day(1, 23))
+            .await
+            .unwrap()
+            .len(),
+        2
+    );
+    let p0 = parts[1].clone();
+    assert_eq!((p0.time_from, p0.time_to), (day(0, 0), day(0, 2)));
+
+    let artifact = ContentId::of(b"a day of predictions");
+    let new = NewLogArchive {
+        partition: p0.clone(),
+        labelled: 1,
+        artifact: artifact.clone(),
+        bytes: 20,
+        feedback_watermark: store.last_feedback_id().await.unwrap(),
+    };
+    let archive = store.commit_log_archive(&new).await.unwrap();
+    assert_eq!((archive.day, archive.rows, archive.labelled), (0, 3, 1));
+    assert_eq!(archive.artifact, artifact.as_str());
+    assert_eq!(store.prediction_count(Some(&model)).await.unwrap(), 7);
+    let left = all_pages(&store, &model, 100).await;
+    assert!(
+        left.iter()
+            .all(|p| p.record.time < day(0, 0) || p.record.time >= day(1, 0))
+    );
+
+    // The same day again: the rows are gone, so the second commit refuses and changes nothing.
+    let again = store.commit_log_archive(&new).await.unwrap_err();
+    assert!(matches!(again, StoreError::Conflict(_)), "{again}");
+    assert!(again.to_string().contains("another compaction"), "{again}");
+    assert_eq!(store.prediction_count(Some(&model)).await.unwrap(), 7);
+    assert_eq!(
+        store.log_archives(Some(&model), None, None).await.unwrap(),
+        std::slice::from_ref(&archive)
+    );
+
+    // Found by any overlapping range, not by others.
+    let found = |from, to| {
+        let store = store.clone();
+        let model = model.clone();
+        async move {
+            store
+                .log_archives(Some(&model), from, to)
+                .await
+                .unwrap()
+                .len()
+        }
+    };
+    assert_eq!(found(Some(day(0, 1)), Some(day(0, 2))).await, 1);
+    assert_eq!(found(Some(day(0, 3)), None).await, 0);
+    assert_eq!(found(None, Some(day(0, 0))).await, 0);
+    assert_eq!(found(None, Some(day(0, 0) + 1)).await, 1);
+
+    // Dropping archives older than a time forgets them; rows older than it go too.
+    assert!(
+        store
+            .drop_log_archives(&model, day(0, 2))
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    let dropped = store.drop_log_archives(&model, day(1, 0)).await.unwrap();
+    assert_eq!(dropped, [archive]);
+    assert!(
+        store
+            .log_archives(Some(&model), None, None)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    assert_eq!(
+        store
+            .delete_predictions_before(&model, day(1, 0))
+            .await
+            .unwrap(),
+        3
+    );
+    assert_eq!(store.prediction_count(Some(&model)).await.unwrap(), 4);
+}
+
 #[tokio::test]
 async fn sqlite_backend() {
     let dir = tempfile::tempdir().unwrap();
@@ -1147,6 +1255,7 @@ async fn sqlite_backend() {
     exercise_rollouts(MetaStore::connect(&url).await.unwrap()).await;
     exercise_pipelines(MetaStore::connect(&url).await.unwrap()).await;
     exercise_leases(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_archives(MetaStore::connect(&url).await.unwrap()).await;
     // Reopening runs no migration twice and keeps the data.
     let again = MetaStore::connect(&url).await.unwrap();
     assert_eq!(again.datasets().await.unwrap().len(), 1);
@@ -1173,6 +1282,7 @@ async fn postgres_backend() {
     exercise_rollouts(MetaStore::connect(&url).await.unwrap()).await;
     exercise_pipelines(MetaStore::connect(&url).await.unwrap()).await;
     exercise_leases(MetaStore::connect(&url).await.unwrap()).await;
+    exercise_archives(MetaStore::connect(&url).await.unwrap()).await;
 }
 
 #[tokio::test]

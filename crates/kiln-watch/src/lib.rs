@@ -5,11 +5,14 @@
 //! * [`rules`]: alert rules (`[[monitor.alerts]]` in kiln.toml) and their verdicts on a window.
 //! * [`range`]: monitoring over any stored range of the log, in time or count windows
 //!   (`kiln monitor`).
+//! * [`archive`]: retention of the log: old days compacted to Parquet archives in the
+//!   artifact store, read back (labels joined) wherever the log is read by range.
 //! * [`report`]: the monitoring report of a range, as JSON and as self-contained HTML.
 //!
 //! The statistics themselves live in `kiln-monitor`, which knows nothing of models or stores;
 //! this crate joins them to the model artifact, the prediction log and the feedback.
 
+pub mod archive;
 pub mod html;
 pub mod range;
 pub mod report;

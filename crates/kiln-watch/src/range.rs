@@ -10,9 +10,12 @@ use std::collections::BTreeMap;
 
 use kiln_model::artifact::ModelArtifact;
 use kiln_monitor::ReferenceTask;
-use kiln_store::{LabelQuery, LabelledPrediction, MetaStore, PredictionQuery, StoredPrediction};
+use std::path::Path;
+
+use kiln_store::{LabelQuery, LabelledPrediction, PredictionQuery, Store, StoredPrediction};
 use rustc_hash::FxHashMap;
 
+use crate::archive::read_archived;
 use crate::report::{AlertEvent, MonitorReport, distribution, distributions};
 use crate::rules::{AlertRule, MonitorConfig};
 use crate::window::{WindowReport, WindowState, json_batcher};
@@ -87,7 +90,15 @@ pub fn primary_metric(task: &ReferenceTask) -> &'static str {
 }
 
 /// Monitors a stored range of one model version's predictions.
-pub async fn monitor_range(meta: &MetaStore, req: &RangeRequest<'_>) -> Result<MonitorReport> {
+///
+/// Archived days of the range (see [`crate::archive`]) are read from their files in the
+/// artifact store (downloaded into `scratch` when it is remote), before the rows still in the
+/// database; count windows follow that order.
+pub async fn monitor_range(
+    store: &Store,
+    scratch: &Path,
+    req: &RangeRequest<'_>,
+) -> Result<MonitorReport> {
     let monitoring = req.artifact.monitoring.as_ref().ok_or_else(|| {
         WatchError::Input(format!(
             "{}@{} has no monitoring reference (it was made before Kiln kept one, or had no validation rows)\nhint: retrain it with `kiln train --register {}`",
@@ -101,92 +112,19 @@ pub async fn monitor_range(meta: &MetaStore, req: &RangeRequest<'_>) -> Result<M
             "the range is empty: --from must be before --to".into(),
         ));
     }
-    let batcher = json_batcher(req.artifact);
-    let mut windows: BTreeMap<i64, WindowState> = BTreeMap::new();
-    // Count windows: the first prediction id of each window, to route labels.
-    let mut count_starts: Vec<(i64, i64)> = Vec::new();
-    let mut seen: u64 = 0;
-    let mut other_versions: u64 = 0;
-    let mut after: Option<i64> = None;
-    loop {
-        let page = meta
-            .predictions(&PredictionQuery {
-                model: Some(req.model.to_owned()),
-                from: req.from,
-                to: req.to,
-                after_id: after,
-                limit: PAGE,
-            })
-            .await?;
-        let Some(last) = page.last() else { break };
-        after = Some(last.id);
-        let mut routed: BTreeMap<i64, Vec<&StoredPrediction>> = BTreeMap::new();
-        for p in &page {
-            if p.record.version != req.version {
-                other_versions += 1;
-                continue;
-            }
-            let key = match req.windows {
-                RangeWindows::Whole => 0,
-                RangeWindows::Every(us) => p.record.time.div_euclid(us),
-                RangeWindows::Count(n) => {
-                    let k = (seen / n) as i64;
-                    if seen.is_multiple_of(n) {
-                        count_starts.push((p.id, k));
-                    }
-                    k
-                }
-            };
-            seen += 1;
-            routed.entry(key).or_default().push(p);
+    // A compaction that commits while the range is read moves rows from the table to an
+    // archive: the read may then miss or repeat them. Every compaction (and deletion) changes
+    // the list of archives, so the same list before and after proves a consistent read; else
+    // the range is read again.
+    let mut attempts = 0;
+    let (mut windows, count_starts, labels, seen, other_versions) = loop {
+        let before = meta_archives(store, req).await?;
+        let read = read_range(store, scratch, req, monitoring).await?;
+        if meta_archives(store, req).await? == before || attempts == 3 {
+            break read;
         }
-        for (key, rows) in routed {
-            let w = windows.entry(key).or_insert_with(|| {
-                let (start, end) = match req.windows {
-                    RangeWindows::Every(us) => (key * us, key * us + us),
-                    _ => (i64::MAX, i64::MIN),
-                };
-                WindowState::new(start, end)
-            });
-            if !matches!(req.windows, RangeWindows::Every(_)) {
-                for r in &rows {
-                    w.start = w.start.min(r.record.time);
-                    w.end = w.end.max(r.record.time + 1);
-                }
-            }
-            let records: Vec<_> = rows.iter().map(|p| &p.record).collect();
-            w.observe(req.artifact, Some(monitoring), &batcher, &records)?;
-        }
-        if (page.len() as i64) < PAGE {
-            break;
-        }
-    }
-
-    // Labels: the latest feedback for each prediction of this version.
-    let mut labels: FxHashMap<i64, LabelledPrediction> = FxHashMap::default();
-    let mut after_feedback = None;
-    loop {
-        let page = meta
-            .labelled_predictions(&LabelQuery {
-                model: req.model.to_owned(),
-                from: req.from,
-                to: req.to,
-                after_feedback,
-                limit: PAGE,
-                features: false,
-                served_only: false,
-            })
-            .await?;
-        let Some(last) = page.last() else { break };
-        after_feedback = Some(last.feedback_id);
-        let n = page.len();
-        for l in page.into_iter().filter(|l| l.version == req.version) {
-            labels.insert(l.prediction_id, l);
-        }
-        if (n as i64) < PAGE {
-            break;
-        }
-    }
+        attempts += 1;
+    };
     let mut by_window: BTreeMap<i64, Vec<&LabelledPrediction>> = BTreeMap::new();
     for l in labels.values() {
         let key = match req.windows {
@@ -253,6 +191,206 @@ pub async fn monitor_range(meta: &MetaStore, req: &RangeRequest<'_>) -> Result<M
         other_version_rows: other_versions,
         notes,
     })
+}
+
+/// The archives of the range (their ids), to detect a compaction during a read.
+async fn meta_archives(store: &Store, req: &RangeRequest<'_>) -> Result<Vec<i64>> {
+    Ok(store
+        .meta
+        .log_archives(Some(req.model), req.from, req.to)
+        .await?
+        .iter()
+        .map(|a| a.id)
+        .collect())
+}
+
+/// Where each logged row of the range goes: windows summarized so far, the first id of each
+/// count window (to route labels), and the latest label of each prediction of the version.
+struct Collector<'a> {
+    req: &'a RangeRequest<'a>,
+    monitoring: &'a kiln_model::artifact::Monitoring,
+    batcher: kiln_data::rows::JsonBatcher,
+    windows: BTreeMap<i64, WindowState>,
+    count_starts: Vec<(i64, i64)>,
+    labels: FxHashMap<i64, LabelledPrediction>,
+    seen: u64,
+    other_versions: u64,
+}
+
+type Collected = (
+    BTreeMap<i64, WindowState>,
+    Vec<(i64, i64)>,
+    FxHashMap<i64, LabelledPrediction>,
+    u64,
+    u64,
+);
+
+impl Collector<'_> {
+    /// Summarizes one page of logged rows (ascending ids) into its windows.
+    fn observe(&mut self, page: &[StoredPrediction]) -> Result<()> {
+        let req = self.req;
+        let mut routed: BTreeMap<i64, Vec<&StoredPrediction>> = BTreeMap::new();
+        for p in page {
+            if p.record.version != req.version {
+                self.other_versions += 1;
+                continue;
+            }
+            let key = match req.windows {
+                RangeWindows::Whole => 0,
+                RangeWindows::Every(us) => p.record.time.div_euclid(us),
+                RangeWindows::Count(n) => {
+                    let k = (self.seen / n) as i64;
+                    if self.seen.is_multiple_of(n) {
+                        self.count_starts.push((p.id, k));
+                    }
+                    k
+                }
+            };
+            self.seen += 1;
+            routed.entry(key).or_default().push(p);
+        }
+        for (key, rows) in routed {
+            let w = self.windows.entry(key).or_insert_with(|| {
+                let (start, end) = match req.windows {
+                    RangeWindows::Every(us) => (key * us, key * us + us),
+                    _ => (i64::MAX, i64::MIN),
+                };
+                WindowState::new(start, end)
+            });
+            if !matches!(req.windows, RangeWindows::Every(_)) {
+                for r in &rows {
+                    w.start = w.start.min(r.record.time);
+                    w.end = w.end.max(r.record.time + 1);
+                }
+            }
+            let records: Vec<_> = rows.iter().map(|p| &p.record).collect();
+            w.observe(req.artifact, Some(self.monitoring), &self.batcher, &records)?;
+        }
+        Ok(())
+    }
+
+    /// Keeps a label if it is the latest seen for its prediction.
+    fn label(&mut self, l: LabelledPrediction) {
+        if l.version != self.req.version {
+            return;
+        }
+        match self.labels.get(&l.prediction_id) {
+            Some(known) if known.feedback_id > l.feedback_id => {}
+            _ => {
+                self.labels.insert(l.prediction_id, l);
+            }
+        }
+    }
+}
+
+/// Every label joined to `model`'s predictions (in the database) with event times in
+/// `[from, to)`, by feedback id ascending (so a later label for a row is its correction).
+pub(crate) async fn each_label(
+    meta: &kiln_store::MetaStore,
+    model: &str,
+    from: Option<i64>,
+    to: Option<i64>,
+    mut f: impl FnMut(LabelledPrediction),
+) -> Result<()> {
+    let mut after_feedback = None;
+    loop {
+        let page = meta
+            .labelled_predictions(&LabelQuery {
+                model: model.to_owned(),
+                from,
+                to,
+                after_feedback,
+                limit: PAGE,
+                features: false,
+                served_only: false,
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after_feedback = Some(last.feedback_id);
+        let n = page.len();
+        page.into_iter().for_each(&mut f);
+        if (n as i64) < PAGE {
+            break;
+        }
+    }
+    Ok(())
+}
+
+/// Reads the range once: its archived days (labels joined as stored and from later feedback),
+/// then the rows still in the database and their labels.
+async fn read_range(
+    store: &Store,
+    scratch: &Path,
+    req: &RangeRequest<'_>,
+    monitoring: &kiln_model::artifact::Monitoring,
+) -> Result<Collected> {
+    let meta = &store.meta;
+    let mut c = Collector {
+        req,
+        monitoring,
+        batcher: json_batcher(req.artifact),
+        windows: BTreeMap::new(),
+        count_starts: Vec::new(),
+        labels: FxHashMap::default(),
+        seen: 0,
+        other_versions: 0,
+    };
+    read_archived(
+        store,
+        scratch,
+        req.model,
+        req.from,
+        req.to,
+        |rows, labels| {
+            c.observe(rows)?;
+            for (p, l) in rows.iter().zip(labels) {
+                if let Some((feedback_id, label)) = l {
+                    c.label(LabelledPrediction {
+                        prediction_id: p.id,
+                        version: p.record.version,
+                        time: p.record.time,
+                        output: p.record.output.clone(),
+                        label: label.clone(),
+                        feedback_id: *feedback_id,
+                        features: None,
+                        alias: p.record.alias.clone(),
+                        latency_us: p.record.latency_us,
+                    });
+                }
+            }
+            Ok(())
+        },
+    )
+    .await?;
+
+    let mut after: Option<i64> = None;
+    loop {
+        let page = meta
+            .predictions(&PredictionQuery {
+                model: Some(req.model.to_owned()),
+                from: req.from,
+                to: req.to,
+                after_id: after,
+                limit: PAGE,
+            })
+            .await?;
+        let Some(last) = page.last() else { break };
+        after = Some(last.id);
+        c.observe(&page)?;
+        if (page.len() as i64) < PAGE {
+            break;
+        }
+    }
+
+    // Labels of the rows in the database: the latest feedback for each prediction.
+    each_label(meta, req.model, req.from, req.to, |l| c.label(l)).await?;
+    Ok((
+        c.windows,
+        c.count_starts,
+        c.labels,
+        c.seen,
+        c.other_versions,
+    ))
 }
 
 /// Each rule's firing and resolving over a sequence of windows: a rule fires at the first
