@@ -261,7 +261,10 @@ impl Controller {
             .await?
             .into_iter()
             .map(|a| a.alert.rule)
-            .filter(|rule| s.on_alerts.as_ref().is_none_or(|on| on.contains(rule)))
+            .filter(|rule| match &s.on_alerts {
+                Some(on) => on.contains(rule),
+                None => rule != kiln_store::MODEL_LOAD_RULE,
+            })
             .collect();
         let trigger = if let (Some(rule), true) = (firing.first(), since >= s.cooldown) {
             format!("alert:{rule}")

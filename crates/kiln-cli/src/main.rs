@@ -8,6 +8,7 @@
 mod automate;
 mod context;
 mod data;
+mod doctor;
 mod init;
 mod models;
 mod monitor;
@@ -123,6 +124,9 @@ enum Command {
     /// Shadow and canary rollouts: list them, start one by hand, stop one
     #[command(subcommand)]
     Rollouts(automate::RolloutsCommand),
+    /// Check the whole store: every artifact's hash, every reference between datasets, runs,
+    /// models, aliases and logs, the schema version; exit 1 when something needs repair
+    Doctor(doctor::DoctorArgs),
     /// Run the reference deployment end to end in a fresh home (bike-rental demand): train on
     /// 2011, serve, replay 2012 with automatic retraining, compare with the frozen model
     Quickstart(quickstart::QuickstartArgs),
@@ -177,6 +181,7 @@ fn main() -> ExitCode {
             Command::Pipeline(cmd) => pipeline::run(&cli.global, cmd).await,
             Command::Rollouts(cmd) => automate::rollouts(&cli.global, cmd).await,
             Command::Quickstart(args) => quickstart::run(&cli.global, args).await,
+            Command::Doctor(args) => doctor::run(&cli.global, args).await,
         }
     });
     match result {

@@ -31,6 +31,12 @@ pub struct ServeArgs {
     /// Do not run the retrain controller here even if [automate] enabled = true
     #[arg(long)]
     pub no_automation: bool,
+    /// Serve HTTPS with this certificate chain (PEM) [default: [serve.tls] cert]
+    #[arg(long, value_name = "FILE", requires = "tls_key")]
+    pub tls_cert: Option<std::path::PathBuf>,
+    /// The certificate's private key (PEM) [default: [serve.tls] key]
+    #[arg(long, value_name = "FILE", requires = "tls_cert")]
+    pub tls_key: Option<std::path::PathBuf>,
 }
 
 pub fn serve_error(e: ServeError) -> CliError {
@@ -96,6 +102,20 @@ pub fn settings(
     if args.no_live_monitoring {
         config.monitor.live = false;
     }
+    let base = project
+        .config_dir
+        .clone()
+        .unwrap_or_else(|| std::path::PathBuf::from("."));
+    if let (Some(cert), Some(key)) = (&args.tls_cert, &args.tls_key) {
+        config.tls = Some(kiln_serve::config::TlsConfig {
+            cert: cert.clone(),
+            key: key.clone(),
+        });
+    } else if let Some(tls) = &mut config.tls {
+        // kiln.toml's paths are relative to kiln.toml.
+        tls.cert = base.join(&tls.cert);
+        tls.key = base.join(&tls.key);
+    }
     // The access log follows the rest of the logging: JSON with --log-format json, and
     // nothing under --quiet.
     config.access_log_json = matches!(
@@ -107,10 +127,6 @@ pub fn settings(
     if global.quiet {
         config.access_log = false;
     }
-    let base = project
-        .config_dir
-        .clone()
-        .unwrap_or_else(|| std::path::PathBuf::from("."));
     let credentials = Credentials::resolve(
         &config.auth,
         &base,
@@ -146,7 +162,8 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
     let addr = server.local_addr().map_err(serve_error)?;
     if !global.quiet {
         // Printed on stderr (stdout stays free for scripts), before serving starts.
-        eprintln!("kiln serve: listening on http://{addr}");
+        let scheme = if server.is_tls() { "https" } else { "http" };
+        eprintln!("kiln serve: listening on {scheme}://{addr}");
         let serving = server.serving();
         if serving.is_empty() {
             eprintln!(
@@ -157,7 +174,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
             eprintln!("  {line}");
         }
         eprintln!(
-            "  prediction log: {}; live monitoring: {}; dashboard: http://{addr}/",
+            "  prediction log: {}; live monitoring: {}; dashboard: {scheme}://{addr}/",
             if log_on { "on" } else { "off" },
             if live_on { "on" } else { "off" },
         );
@@ -193,7 +210,7 @@ pub async fn run(global: &GlobalArgs, args: ServeArgs) -> Result<(), CliError> {
                 kiln_core::value::format_duration(retention.interval)
             );
         }
-        eprintln!("  try: curl http://{addr}/docs");
+        eprintln!("  try: curl {scheme}://{addr}/docs");
     }
     let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
     let keeper = retention.is_active().then(|| {

@@ -9,29 +9,6 @@ use std::time::{Duration, Instant};
 use common::*;
 use serde_json::{Value, json};
 
-const CONFIG: &str = include_str!("../../../examples/bikeshare/kiln.toml");
-const DATA: &[u8] = include_bytes!("../../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
-
-/// A project with bikes@1 (a small model) served as `production`.
-fn served_project(extra_config: &str) -> Project {
-    let p = Project::new();
-    p.ok(&["init", "."]);
-    p.config(&format!("{CONFIG}\n{extra_config}"));
-    p.write("bikes.csv.gz", DATA);
-    p.ok(&["data", "add", "bikes.csv.gz", "--dataset", "bikes"]);
-    p.ok(&["train", "--set", "gbdt.iterations=5"]);
-    p.ok(&[
-        "models",
-        "alias",
-        "set",
-        "production",
-        "bikes@1",
-        "--reason",
-        "test",
-    ]);
-    p
-}
-
 fn row() -> Value {
     json!({"dteday": "2012-07-01", "season": "fall", "hr": "3pm", "holiday": "No",
            "weekday": "Sun", "workingday": "No", "weathersit": "Clear",
@@ -256,4 +233,237 @@ async fn a_server_archives_old_days_of_its_log_on_schedule() {
             .any(|l| l.name == "log-retention")
     );
     drop(s);
+}
+
+/// Integrity: production moves to a version whose model file was tampered with. The server
+/// refuses to load it, naming the expected and found hash, keeps serving the version it
+/// served, and raises the `model_load` alert; a move to a good version resolves it.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_tampered_model_is_refused_and_the_previous_version_keeps_serving() {
+    let p = served_project("[serve]\npoll_interval_ms = 100\n");
+    p.ok(&["train", "--set", "gbdt.iterations=6"]);
+    let v2 = p.ok(&["models", "show", "bikes@2", "--json"]).json();
+    let artifact = v2["version"]["artifact_id"].as_str().unwrap().to_owned();
+    let file = p
+        .path(".kiln/artifacts/blobs")
+        .join(&artifact[..2])
+        .join(&artifact);
+    let mut bytes = std::fs::read(&file).unwrap();
+    let last = bytes.len() - 1;
+    bytes[last] ^= 1;
+    std::fs::write(&file, &bytes).unwrap();
+
+    let s = serve(&p);
+    let client = reqwest::Client::new();
+    let version = |body: &Value| body["model_version"].as_i64().or(body["version"].as_i64());
+    let served = || async {
+        let r = client
+            .post(format!("{}/v1/models/bikes/predict", s.url))
+            .json(&json!({"instances": [row()]}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 200);
+        r.json::<Value>().await.unwrap()
+    };
+    assert_eq!(version(&served().await), Some(1));
+    p.ok(&[
+        "models",
+        "alias",
+        "set",
+        "production",
+        "bikes@2",
+        "--reason",
+        "test",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    let alert = loop {
+        let firing = p.ok(&["alerts", "list", "--firing", "--json"]).json();
+        if let Some(a) = firing
+            .as_array()
+            .unwrap()
+            .iter()
+            .find(|a| a["rule"] == "model_load")
+        {
+            break a.clone();
+        }
+        assert!(Instant::now() < deadline, "no model_load alert: {firing}");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let message = alert["message"].as_str().unwrap();
+    assert_eq!(alert["version"], 2);
+    assert_eq!(alert["severity"], "critical");
+    assert!(
+        message.contains(&artifact) && message.contains("tampered"),
+        "{message}"
+    );
+    // Still answering, with the version it served before.
+    for _ in 0..5 {
+        assert_eq!(version(&served().await), Some(1));
+    }
+    let log = s.stderr.lock().unwrap().join("\n");
+    assert!(
+        log.contains("model not loaded") && log.contains(&artifact),
+        "{log}"
+    );
+    drop(log);
+
+    // Production moved back to the version that loads: every alias serves what the registry
+    // names again, and the alert resolves.
+    p.ok(&[
+        "models",
+        "alias",
+        "set",
+        "production",
+        "bikes@1",
+        "--reason",
+        "back",
+    ]);
+    let deadline = Instant::now() + Duration::from_secs(20);
+    loop {
+        let firing = p.ok(&["alerts", "list", "--firing", "--json"]).json();
+        if firing
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|a| a["rule"] != "model_load")
+        {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "model_load still firing: {firing}"
+        );
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let history = p.ok(&["alerts", "list", "--json"]).json();
+    assert!(
+        history
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|a| a["rule"] == "model_load" && a["state"] == "resolved"),
+        "{history}"
+    );
+}
+
+/// HTTPS: `kiln serve --tls-cert --tls-key` with a self-signed certificate. A client that
+/// trusts it gets answers; one that does not, or that speaks plain HTTP, gets none; a key that
+/// does not fit the certificate stops the server before it listens.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn https_with_a_self_signed_certificate() {
+    let (Some(openssl), Some(curl)) = (
+        tool_or_skip("openssl", which("openssl")),
+        tool_or_skip("curl", which("curl")),
+    ) else {
+        return;
+    };
+    let p = served_project("");
+    let make = |name: &str| {
+        let out = std::process::Command::new(&openssl)
+            .args([
+                "req",
+                "-x509",
+                "-newkey",
+                "ec",
+                "-pkeyopt",
+                "ec_paramgen_curve:prime256v1",
+            ])
+            .args(["-nodes", "-days", "1", "-subj", "/CN=localhost"])
+            .args(["-addext", "subjectAltName=IP:127.0.0.1"])
+            .arg("-keyout")
+            .arg(p.path(&format!("{name}-key.pem")))
+            .arg("-out")
+            .arg(p.path(&format!("{name}-cert.pem")))
+            .output()
+            .unwrap();
+        assert!(
+            out.status.success(),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+    };
+    make("a");
+    make("b");
+    let (cert, key) = (p.path("a-cert.pem"), p.path("a-key.pem"));
+    let s = serve_with(
+        &p,
+        &[
+            "--no-automation",
+            "--tls-cert",
+            cert.to_str().unwrap(),
+            "--tls-key",
+            key.to_str().unwrap(),
+        ],
+    );
+    assert!(s.url.starts_with("https://127.0.0.1:"), "{}", s.url);
+    let curl_run = |args: &[&str]| {
+        std::process::Command::new(&curl)
+            .args(["-sS", "--max-time", "10"])
+            .args(args)
+            .output()
+            .unwrap()
+    };
+    let body = json!({"instances": [row()]}).to_string();
+    let ok = curl_run(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        "-H",
+        "content-type: application/json",
+        "-d",
+        &body,
+        &format!("{}/v1/models/bikes/predict", s.url),
+    ]);
+    assert!(
+        ok.status.success(),
+        "{}",
+        String::from_utf8_lossy(&ok.stderr)
+    );
+    let answer: Value = serde_json::from_slice(&ok.stdout).unwrap();
+    assert!(
+        answer["predictions"][0]["value"].as_f64().is_some(),
+        "{answer}"
+    );
+    // Not trusted: the client refuses the certificate (curl's exit 60).
+    let untrusted = curl_run(&[&format!("{}/v2/health/live", s.url)]);
+    assert_eq!(untrusted.status.code(), Some(60), "{untrusted:?}");
+    // Plain HTTP to the TLS port gets no HTTP answer.
+    let plain = curl_run(&[&format!(
+        "{}/v2/health/live",
+        s.url.replace("https", "http")
+    )]);
+    assert!(!plain.status.success(), "{plain:?}");
+    // The server still serves after those.
+    let again = curl_run(&[
+        "--cacert",
+        cert.to_str().unwrap(),
+        &format!("{}/v2/health/ready", s.url),
+    ]);
+    assert!(again.status.success(), "{again:?}");
+    drop(s);
+
+    // A key that belongs to another certificate: a clear error, exit 2, before listening.
+    let r = p.run(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+        "--tls-key",
+        p.path("b-key.pem").to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
+    assert!(
+        r.stderr.contains("b-key.pem") && r.stderr.contains("does not go with"),
+        "{}",
+        r.stderr
+    );
+    let r = p.run(&[
+        "serve",
+        "--addr",
+        "127.0.0.1:0",
+        "--tls-cert",
+        cert.to_str().unwrap(),
+    ]);
+    assert_eq!(r.code, 2, "{}", r.stderr);
 }

@@ -128,6 +128,9 @@ max_errors_shown = 20
 # api_keys_file = "keys.txt"    # one key per line: prediction routes then need one.
 #                               # Env KILN_API_KEYS (comma-separated) overrides.
 # feedback = "api_key"          # who may POST /v1/feedback: "open" | "api_key" | "admin"
+# [serve.tls]                   # HTTPS (flags: --tls-cert, --tls-key)
+# cert = "tls/cert.pem"         # the certificate chain, PEM, relative to this file
+# key = "tls/key.pem"           # its private key, PEM
 
 # Monitoring: `kiln serve` watches every served model live (it needs the prediction log);
 # `kiln monitor` does the same over any stored range. Each window of predictions is compared

@@ -605,6 +605,7 @@ impl IngestJob {
         let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
         let file_len = std::fs::metadata(path)?.len();
         let arrow = builder.schema().clone();
+        too_many_columns(path, arrow.fields().len(), false)?;
         let names: Vec<String> = arrow.fields().iter().map(|f| f.name().clone()).collect();
         check_duplicates(path, &names)?;
         for field in arrow.fields() {
@@ -1102,6 +1103,28 @@ fn detect_format(path: &Path) -> Result<Format> {
     Ok(Format::Csv { delimiter })
 }
 
+/// Most columns a dataset may have. Tabular models take tens to thousands of inputs; a
+/// header with more is a wrong delimiter or a hostile file, refused before any column is built.
+pub const MAX_COLUMNS: usize = 10_000;
+
+fn too_many_columns(path: &Path, n: usize, csv: bool) -> Result<()> {
+    if n > MAX_COLUMNS {
+        let (at, hint) = if csv {
+            (
+                "line 1: the header",
+                "\nhint: check that the first line is the header",
+            )
+        } else {
+            ("the schema", "")
+        };
+        return Err(input_error(
+            path,
+            format!("{at} has {n} columns; Kiln takes at most {MAX_COLUMNS}{hint}"),
+        ));
+    }
+    Ok(())
+}
+
 fn header_names(path: &Path, header: &csv::ByteRecord) -> Result<Vec<String>> {
     // A first line with nothing on it: the file has no header, whatever follows.
     if header.len() == 1 && header[0].iter().all(|b| b.is_ascii_whitespace()) {
@@ -1109,6 +1132,7 @@ fn header_names(path: &Path, header: &csv::ByteRecord) -> Result<Vec<String>> {
             path: path.to_owned(),
         });
     }
+    too_many_columns(path, header.len(), true)?;
     let mut names = Vec::with_capacity(header.len());
     for (i, field) in header.iter().enumerate() {
         let mut text = std::str::from_utf8(field).map_err(|_| {

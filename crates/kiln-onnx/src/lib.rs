@@ -115,6 +115,54 @@ fn tract_message(e: &TractError) -> String {
     s
 }
 
+/// Most elements a tensor of a model may declare (a tree ensemble of 10,000 trees of depth 10
+/// has about 10 million node attributes; this is 25 times that).
+const MAX_TENSOR_ELEMENTS: u128 = 1 << 28;
+
+/// Refuses an initializer whose declared shape is negative, beyond [`MAX_TENSOR_ELEMENTS`], or
+/// larger than the data stored with it.
+fn check_declared_size(t: &pb::TensorProto) -> Result<(), OnnxError> {
+    let mut elements: u128 = 1;
+    for d in &t.dims {
+        if *d < 0 {
+            return Err(OnnxError::NotAModel(format!(
+                "tensor `{}` declares a negative dimension {d}",
+                t.name
+            )));
+        }
+        elements = elements.saturating_mul(*d as u128);
+    }
+    if elements > MAX_TENSOR_ELEMENTS {
+        return Err(OnnxError::Unsupported(format!(
+            "tensor `{}` declares {elements} elements (shape {:?}); Kiln loads at most {MAX_TENSOR_ELEMENTS}",
+            t.name, t.dims
+        )));
+    }
+    let stored = (t.float_data.len()
+        + t.int32_data.len()
+        + t.int64_data.len()
+        + t.double_data.len()
+        + t.uint64_data.len()
+        + t.string_data.len()) as u128;
+    let external = t.data_location == Some(1) || !t.external_data.is_empty();
+    if !external && t.raw_data.is_empty() && stored < elements {
+        return Err(OnnxError::NotAModel(format!(
+            "tensor `{}` declares {elements} elements (shape {:?}) but stores {stored}",
+            t.name, t.dims
+        )));
+    }
+    if !t.raw_data.is_empty() && (t.raw_data.len() as u128) < elements {
+        // At least a byte per element for every type with raw data.
+        return Err(OnnxError::NotAModel(format!(
+            "tensor `{}` declares {elements} elements (shape {:?}) in {} bytes",
+            t.name,
+            t.dims,
+            t.raw_data.len()
+        )));
+    }
+    Ok(())
+}
+
 fn type_name(elem_type: i32) -> String {
     match pb::tensor_proto::DataType::try_from(elem_type) {
         Ok(t) => t.as_str_name().to_string(),
@@ -266,6 +314,11 @@ impl OnnxModel {
         }
         if !unknown.is_empty() {
             return Err(OnnxError::Unsupported(unknown.join("; ")));
+        }
+        // A tensor's declared shape must fit the data the file carries: a hostile file could
+        // declare billions of elements and make the runtime allocate them.
+        for t in &graph.initializer {
+            check_declared_size(t)?;
         }
         let external =
             |t: &pb::TensorProto| t.data_location == Some(1) || !t.external_data.is_empty();
@@ -462,6 +515,36 @@ impl OnnxModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn tensors_declaring_more_than_they_store_are_refused() {
+        let tensor = |dims: Vec<i64>, floats: usize, raw: usize| pb::TensorProto {
+            name: "w".into(),
+            dims,
+            data_type: 1,
+            float_data: vec![0.0; floats],
+            raw_data: vec![0; raw],
+            ..Default::default()
+        };
+        assert!(check_declared_size(&tensor(vec![2, 3], 6, 0)).is_ok());
+        assert!(check_declared_size(&tensor(vec![2, 3], 0, 24)).is_ok());
+        // A terabyte declared, nothing stored: refused before anything is allocated.
+        let huge = check_declared_size(&tensor(vec![1 << 20, 1 << 20], 0, 0)).unwrap_err();
+        assert!(
+            huge.to_string().contains("declares 1099511627776 elements"),
+            "{huge}"
+        );
+        let short = check_declared_size(&tensor(vec![1000], 10, 0)).unwrap_err();
+        assert!(short.to_string().contains("stores 10"), "{short}");
+        let raw = check_declared_size(&tensor(vec![1000], 0, 8)).unwrap_err();
+        assert!(raw.to_string().contains("in 8 bytes"), "{raw}");
+        let negative = check_declared_size(&tensor(vec![-1], 0, 0)).unwrap_err();
+        assert!(negative.to_string().contains("negative"), "{negative}");
+        // Products that overflow 64 bits saturate, and are refused.
+        let overflow =
+            check_declared_size(&tensor(vec![i64::MAX, i64::MAX, i64::MAX], 0, 0)).unwrap_err();
+        assert!(matches!(overflow, OnnxError::Unsupported(_)), "{overflow}");
+    }
 
     #[test]
     fn model_is_send_and_sync() {

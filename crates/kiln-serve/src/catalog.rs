@@ -157,6 +157,8 @@ pub struct Follower {
     synced: AtomicBool,
     /// Versions whose load failed, and when.
     failed: std::sync::Mutex<HashMap<(String, i64), std::time::Instant>>,
+    /// Models with a `model_load` alert raised by this server, not yet resolved.
+    load_alerts: std::sync::Mutex<HashSet<String>>,
     /// Failures of rollout challengers not yet added to their rollouts (written at each sync,
     /// not per request).
     challenger_failures: std::sync::Mutex<HashMap<(String, i64), i64>>,
@@ -183,6 +185,7 @@ impl Follower {
             lock: tokio::sync::Mutex::new(()),
             synced: AtomicBool::new(false),
             failed: std::sync::Mutex::new(HashMap::new()),
+            load_alerts: std::sync::Mutex::new(HashSet::new()),
             challenger_failures: std::sync::Mutex::new(HashMap::new()),
         }
     }
@@ -271,6 +274,7 @@ impl Follower {
                 current.by_alias(&a.model, &a.alias).map(|m| m.version) == Some(a.version)
             });
         if unchanged {
+            self.resolve_load_alerts(&current, &wanted).await;
             return Ok(SyncReport::default());
         }
         let mut report = SyncReport::default();
@@ -369,6 +373,8 @@ impl Follower {
         for line in &report.failed {
             tracing::error!(target: "kiln::reload", "model not loaded: {line}");
         }
+        let published = self.catalog.load_full();
+        self.resolve_load_alerts(&published, &wanted).await;
         Ok(report)
     }
 
@@ -451,7 +457,68 @@ impl Follower {
         if result.is_ok() {
             tracing::info!(target: "kiln::reload", model, version, "model loaded");
         }
+        self.record_load(model, version, result.as_ref().err())
+            .await;
         result
+    }
+
+    /// A failed load raises the `model_load` alert (one episode per model, whichever replica
+    /// notices first); [`Self::resolve_load_alerts`] resolves it.
+    async fn record_load(&self, model: &str, version: i64, error: Option<&String>) {
+        let Some(e) = error else { return };
+        if let Ok(mut m) = self.load_alerts.lock() {
+            m.insert(model.to_owned());
+        }
+        let now = kiln_core::now_micros();
+        let alert = kiln_store::NewAlert {
+            model: model.to_owned(),
+            version,
+            rule: kiln_store::MODEL_LOAD_RULE.to_owned(),
+            severity: "critical".to_owned(),
+            value: None,
+            threshold: None,
+            message: format!(
+                "{model}@{version} cannot be loaded; the server keeps serving what it served before: {e}"
+            ),
+            window_start: now,
+            window_end: now,
+        };
+        if let Err(e) = self.store.meta.fire_alert(&alert).await {
+            tracing::warn!(target: "kiln::reload", model, version, error = %e, "the model_load alert was not recorded");
+        }
+    }
+
+    /// Resolves the `model_load` alert of each model this server failed to load once every
+    /// alias of it serves the version the registry names.
+    async fn resolve_load_alerts(&self, catalog: &Catalog, wanted: &[kiln_store::Alias]) {
+        let pending: Vec<String> = match self.load_alerts.lock() {
+            Ok(m) if !m.is_empty() => m.iter().cloned().collect(),
+            _ => return,
+        };
+        for model in pending {
+            let clean = wanted.iter().filter(|a| a.model == model).all(|a| {
+                catalog.by_alias(&a.model, &a.alias).map(|m| m.version) == Some(a.version)
+            });
+            if !clean {
+                continue;
+            }
+            let resolved = self
+                .store
+                .meta
+                .resolve_alert(&model, kiln_store::MODEL_LOAD_RULE, kiln_core::now_micros())
+                .await;
+            match resolved {
+                Ok(_) => {
+                    if let Ok(mut m) = self.load_alerts.lock() {
+                        m.remove(&model);
+                    }
+                    tracing::info!(target: "kiln::reload", model, "every alias serves its version again: model_load resolved");
+                }
+                Err(e) => {
+                    tracing::warn!(target: "kiln::reload", model, error = %e, "the model_load alert was not resolved yet")
+                }
+            }
+        }
     }
 
     /// Polls the registry until `shutdown` fires.

@@ -40,6 +40,8 @@ pub struct ServeConfig {
     pub access_log_json: bool,
     pub log: PredictionLogConfig,
     pub auth: AuthConfig,
+    /// `[serve.tls]`: serve HTTPS with this certificate and key (PEM files).
+    pub tls: Option<TlsConfig>,
     /// `[monitor]` (read from its own section, not from `[serve]`): live windows and alerts.
     #[serde(skip)]
     pub monitor: kiln_watch::rules::MonitorConfig,
@@ -65,6 +67,7 @@ impl Default for ServeConfig {
             access_log_json: false,
             log: PredictionLogConfig::default(),
             auth: AuthConfig::default(),
+            tls: None,
             monitor: kiln_watch::rules::MonitorConfig::default(),
         }
     }
@@ -117,6 +120,16 @@ pub enum Overflow {
     /// The predictions are answered but not logged; each is counted in
     /// `kiln_prediction_log_dropped_total`.
     Drop,
+}
+
+/// `[serve.tls]`: HTTPS. Relative paths are relative to kiln.toml.
+#[derive(Clone, Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct TlsConfig {
+    /// The certificate chain, PEM, the server's own certificate first.
+    pub cert: PathBuf,
+    /// Its private key, PEM (PKCS#8, PKCS#1 or SEC1).
+    pub key: PathBuf,
 }
 
 /// `[serve.auth]`: who may call what.

@@ -24,6 +24,7 @@ pub mod metrics;
 pub mod native;
 pub mod openapi;
 pub mod plog;
+pub mod tls;
 pub mod v2;
 
 use std::net::SocketAddr;
@@ -58,6 +59,8 @@ pub struct AppState {
 pub struct Server {
     state: Arc<AppState>,
     listener: tokio::net::TcpListener,
+    /// Set when serving HTTPS.
+    tls: Option<tokio_rustls::TlsAcceptor>,
     writer: Option<plog::LogWriter>,
     /// Live monitoring's observer thread (ends after the writer).
     observer: Option<std::thread::JoinHandle<()>>,
@@ -74,6 +77,7 @@ impl Server {
         credentials: Credentials,
     ) -> Result<Self, ServeError> {
         config.check()?;
+        let tls = config.tls.as_ref().map(tls::acceptor).transpose()?;
         let metrics =
             Arc::new(Metrics::new().map_err(|e| ServeError::Config(format!("metrics: {e}")))?);
         let follower = Arc::new(Follower::new(
@@ -145,6 +149,7 @@ impl Server {
         Ok(Self {
             state,
             listener,
+            tls,
             writer,
             observer,
             tail,
@@ -167,6 +172,11 @@ impl Server {
                     .map(move |(alias, v)| format!("{name}@{alias} -> version {v}"))
             })
             .collect()
+    }
+
+    /// Whether the server speaks HTTPS.
+    pub fn is_tls(&self) -> bool {
+        self.tls.is_some()
     }
 
     /// Serves until `shutdown` resolves; then stops accepting, lets in-flight requests finish,
@@ -196,12 +206,24 @@ impl Server {
             .clone()
             .map(|a| tokio::spawn(a.run(stop_rx.clone())));
         let app = http::router(self.state.clone());
-        let served = axum::serve(
-            self.listener,
-            app.into_make_service_with_connect_info::<SocketAddr>(),
-        )
-        .with_graceful_shutdown(shutdown)
-        .await;
+        let served = match self.tls {
+            None => {
+                axum::serve(
+                    self.listener,
+                    app.into_make_service_with_connect_info::<SocketAddr>(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
+            }
+            Some(acceptor) => {
+                axum::serve(
+                    tls::TlsListener::new(self.listener, acceptor)?,
+                    app.into_make_service(),
+                )
+                .with_graceful_shutdown(shutdown)
+                .await
+            }
+        };
         let _ = stop_tx.send(true);
         let _ = follower.await;
         if let Some(w) = writer {

@@ -13,6 +13,12 @@ use crate::Result;
 use crate::meta::{MetaStore, is_unique_violation};
 use crate::predictions::reserve_ids;
 
+/// The alert a server raises when a model version an alias names cannot be loaded (its file is
+/// missing, tampered with or unreadable): the server keeps serving what it served before. It
+/// resolves when that version loads. It is no reason to retrain, so it triggers no retraining
+/// unless `[automate] on_alerts` names it.
+pub const MODEL_LOAD_RULE: &str = "model_load";
+
 /// A rule that starts firing.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 pub struct NewAlert {

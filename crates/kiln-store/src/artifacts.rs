@@ -553,6 +553,26 @@ impl ArtifactStore {
         })
     }
 
+    /// The ids of every blob in the store (for `kiln doctor`), with their sizes. Names under
+    /// `blobs/` that are not content ids (a stray file) are returned as `Err(name)`.
+    pub async fn list(&self) -> Result<Vec<std::result::Result<(ContentId, u64), String>>> {
+        let mut out = Vec::new();
+        let mut listing = self.store.list(Some(&Path::from("blobs")));
+        while let Some(meta) = listing.next().await {
+            let meta = match meta {
+                Ok(m) => m,
+                Err(object_store::Error::NotFound { .. }) => break,
+                Err(e) => return Err(e.into()),
+            };
+            let name = meta.location.filename().unwrap_or_default().to_owned();
+            out.push(match name.parse::<ContentId>() {
+                Ok(id) if key(&id) == meta.location => Ok((id, meta.size)),
+                _ => Err(meta.location.to_string()),
+            });
+        }
+        Ok(out)
+    }
+
     /// Deletes a blob; one already gone is not an error. Only for blobs nothing refers to any
     /// more (a dropped log archive): blobs are shared by content.
     pub async fn delete(&self, id: &ContentId) -> Result<()> {

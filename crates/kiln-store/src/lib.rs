@@ -15,6 +15,7 @@
 mod alerts;
 mod archives;
 mod artifacts;
+pub mod doctor;
 mod leases;
 mod meta;
 mod pipelines;
@@ -28,7 +29,7 @@ pub mod testing;
 
 use std::path::{Path, PathBuf};
 
-pub use alerts::{Alert, NewAlert};
+pub use alerts::{Alert, MODEL_LOAD_RULE, NewAlert};
 pub use archives::{DAY_US, LogArchive, LogPartition, NewLogArchive, day_of};
 pub use artifacts::{ArtifactStore, S3Options, VerifiedFile};
 pub use leases::Lease;

@@ -64,6 +64,9 @@ const MIGRATIONS: [(i64, &str, &str); 11] = [
     ),
 ];
 
+/// How many migrations this build knows: the schema version of an up-to-date store.
+pub(crate) const MIGRATION_COUNT: usize = MIGRATIONS.len();
+
 fn migrator() -> Migrator {
     Migrator::with_migrations(
         MIGRATIONS

@@ -260,3 +260,29 @@ pub fn tool_or_skip(name: &str, found: Option<PathBuf>) -> Option<PathBuf> {
     }
     found
 }
+
+/// The example project's kiln.toml and bundled data.
+pub const EXAMPLE_CONFIG: &str = include_str!("../../../../examples/bikeshare/kiln.toml");
+pub const EXAMPLE_DATA: &[u8] =
+    include_bytes!("../../../../examples/bikeshare/data/bike-rental-dataset.csv.gz");
+
+/// A project with the example's settings plus `extra_config`, the bundled data as `bikes`, and
+/// bikes@1 (a small model, 5 trees) as `production`.
+pub fn served_project(extra_config: &str) -> Project {
+    let p = Project::new();
+    p.ok(&["init", "."]);
+    p.config(&format!("{EXAMPLE_CONFIG}\n{extra_config}"));
+    p.write("bikes.csv.gz", EXAMPLE_DATA);
+    p.ok(&["data", "add", "bikes.csv.gz", "--dataset", "bikes"]);
+    p.ok(&["train", "--set", "gbdt.iterations=5"]);
+    p.ok(&[
+        "models",
+        "alias",
+        "set",
+        "production",
+        "bikes@1",
+        "--reason",
+        "test",
+    ]);
+    p
+}
