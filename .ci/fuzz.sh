@@ -113,8 +113,12 @@ for target in "${TARGETS[@]}"; do
     log "$target: fuzzing for $SECONDS_PER_TARGET s"
     corpus="$CORPUS_ROOT/$target"
     mkdir -p "$corpus"
+    # Seeds: the kept corpus and the repository's; regressions were replayed above (some,
+    # like a decompression bomb, are too slow to be mutated by the thousand).
+    dirs=("$corpus")
+    if [ -d "fuzz/corpus/$target" ]; then dirs+=("$PWD/fuzz/corpus/$target"); fi
     EXTRA=(-max_total_time="$SECONDS_PER_TARGET")
-    if run "$target" fuzz "$corpus" "$PWD/fuzz/corpus/$target" "$PWD/fuzz/regressions/$target"; then
+    if run "$target" fuzz "${dirs[@]}"; then
         grep -E '^stat::(number_of_executed_units|average_exec_per_sec|peak_rss_mb)' \
             "$OUT/$target-fuzz.log" | sed 's/^/fuzz: /'
     fi

@@ -18,10 +18,13 @@ fuzz_target!(|data: &[u8]| {
     for s in &models.served {
         let m = &models.metrics;
         let r = kiln_serve::fuzzing::infer_body(&s.model, &s.config, m, None, data);
-        kiln_fuzz::show(&s.model.name, &r);
+        kiln_fuzz::show(&s.model.name, &r.map_err(|e| kiln_fuzz::api_error(&e)));
         if let Some(n) = &json_length {
             let r = kiln_serve::fuzzing::infer_body(&s.model, &s.config, m, Some(n), data);
-            kiln_fuzz::show(&format!("{} (binary, JSON {n} bytes)", s.model.name), &r);
+            kiln_fuzz::show(
+                &format!("{} (binary, JSON {n} bytes)", s.model.name),
+                &r.map_err(|e| kiln_fuzz::api_error(&e)),
+            );
         }
     }
 });

@@ -14,14 +14,19 @@ use libfuzzer_sys::fuzz_target;
 
 fn serve(artifact: ModelArtifact) {
     let models = kiln_fuzz::models();
+    // One row of nulls for every input the model declares, and an empty row.
+    let nulls: serde_json::Map<String, serde_json::Value> = artifact
+        .schema
+        .columns
+        .iter()
+        .map(|c| (c.name.clone(), serde_json::Value::Null))
+        .collect();
+    let body = serde_json::json!({ "instances": [nulls] }).to_string();
     let model = kiln_serve::catalog::LoadedModel::new("fuzz", 1, artifact, &models.metrics);
     let config = kiln_serve::ServeConfig::default();
-    for body in [
-        &br#"{"instances":[{}]}"#[..],
-        br#"{"instances":[{"temp":1.5,"season":"fall","hr":"1am","dteday":"2012-01-01"}]}"#,
-    ] {
+    for body in [body.as_bytes(), br#"{"instances":[{}]}"#] {
         let r = kiln_serve::fuzzing::predict_body(&model, &config, &models.metrics, body);
-        kiln_fuzz::show("served", &r);
+        kiln_fuzz::show("served", &r.map_err(|e| kiln_fuzz::api_error(&e)));
     }
 }
 

@@ -10,6 +10,6 @@ fuzz_target!(|data: &[u8]| {
     let models = kiln_fuzz::models();
     for s in &models.served {
         let r = kiln_serve::fuzzing::predict_body(&s.model, &s.config, &models.metrics, data);
-        kiln_fuzz::show(&s.model.name, &r);
+        kiln_fuzz::show(&s.model.name, &r.map_err(|e| kiln_fuzz::api_error(&e)));
     }
 });

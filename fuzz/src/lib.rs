@@ -212,3 +212,8 @@ pub fn show<T: std::fmt::Debug, E: std::fmt::Display>(what: &str, result: &Resul
         }
     }
 }
+
+/// An API error as the client reads it: status, code, message.
+pub fn api_error(e: &kiln_serve::ApiError) -> String {
+    format!("{} {}: {}", e.status, e.code(), e.detail.message)
+}

@@ -312,6 +312,7 @@ pub mod fuzzing {
         scratch: &Path,
     ) -> Result<(u64, u64)> {
         let ds_config = config.dataset(dataset);
+        std::fs::create_dir_all(scratch)?;
         let job = IngestJob {
             seed_parts: Vec::new(),
             path: path.to_owned(),

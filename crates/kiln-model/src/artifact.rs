@@ -148,22 +148,37 @@ impl ModelArtifact {
 }
 
 /// The zstd stream `body` decompressed, refused once it expands beyond `limit` bytes. The
-/// buffer never grows past `limit`: the cap is read to, then one more byte is asked for (a
-/// buffer filled to `limit + 1` bytes would double its capacity to twice the cap, so a
-/// 33 KB file expanding to 1 GiB + 1 byte allocated 2 GiB before being refused).
+/// buffer never grows past `limit`: it doubles as usual but is clamped to the cap, and the
+/// stream is read in chunks checked against the cap before they are kept. (Reading with
+/// `take(limit + 1).read_to_end` doubled the buffer past the cap, so a 33 KB file expanding
+/// to 1 GiB + 1 byte allocated 2 GiB before being refused.)
 fn decompress_capped(body: &[u8], limit: u64) -> Result<Vec<u8>, ModelError> {
     let corrupt = |e: std::io::Error| ModelError::Invalid(format!("model file is corrupt: {e}"));
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut decoder = zstd::stream::read::Decoder::new(body).map_err(corrupt)?;
     let mut json = Vec::new();
-    (&mut decoder)
-        .take(limit)
-        .read_to_end(&mut json)
-        .map_err(corrupt)?;
-    let mut more = [0u8; 1];
-    if json.len() as u64 == limit && decoder.read(&mut more).map_err(corrupt)? > 0 {
-        return Err(ModelError::Invalid(format!(
-            "model file expands beyond {limit} bytes; refusing it"
-        )));
+    let mut chunk = [0u8; 32 << 10];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(e)),
+        };
+        if n > cap - json.len() {
+            return Err(ModelError::Invalid(format!(
+                "model file expands beyond {limit} bytes; refusing it"
+            )));
+        }
+        if json.capacity() - json.len() < n {
+            let want = json
+                .capacity()
+                .saturating_mul(2)
+                .max(json.len() + n)
+                .min(cap);
+            json.reserve_exact(want - json.len());
+        }
+        json.extend_from_slice(&chunk[..n]);
     }
     Ok(json)
 }
