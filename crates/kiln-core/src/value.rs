@@ -200,12 +200,19 @@ pub fn date_to_days(d: NaiveDate) -> i32 {
     (d - epoch).num_days() as i32
 }
 
-/// A date, from days since the epoch, as `YYYY-MM-DD`.
+/// The date `days` after 1970-01-01, `None` outside the calendar chrono has (about ±262,000
+/// years): a Parquet `Date32` can hold any `i32`, and adding such a day count panics.
+pub fn days_to_date(days: i64) -> Option<NaiveDate> {
+    NaiveDate::from_ymd_opt(1970, 1, 1)?.checked_add_signed(chrono::Duration::try_days(days)?)
+}
+
+/// A date, from days since the epoch, as `YYYY-MM-DD`; outside the calendar (only a corrupt
+/// file holds such a day), the day count itself, as [`format_timestamp`] does for instants.
 pub fn format_days(days: i32) -> String {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    (epoch + chrono::Duration::days(days as i64))
-        .format("%Y-%m-%d")
-        .to_string()
+    match days_to_date(i64::from(days)) {
+        Some(d) => d.format("%Y-%m-%d").to_string(),
+        None => days.to_string(),
+    }
 }
 
 /// A duration like `90s`, `30m`, `1h`, `7d` or `250ms`, in microseconds.
@@ -308,6 +315,17 @@ pub fn infer_type<'a>(values: impl Iterator<Item = &'a str> + Clone) -> FeatureT
 mod tests {
     use super::*;
 
+    /// fuzz/regressions/ingest/parquet-date32-max-quarantine: a Parquet date of i32::MAX days
+    /// panicked in `format_days` (chrono's `NaiveDate + Duration` overflows).
+    #[test]
+    fn days_outside_the_calendar_format_as_numbers() {
+        assert_eq!(format_days(i32::MAX), "2147483647");
+        assert_eq!(format_days(i32::MIN), "-2147483648");
+        assert_eq!(days_to_date(i64::MAX), None);
+        assert_eq!(days_to_date(0), NaiveDate::from_ymd_opt(1970, 1, 1));
+        assert_eq!(format_days(2_932_896), "9999-12-31");
+    }
+
     #[test]
     fn parses_each_kind() {
         assert_eq!(parse_number(" 3.5 "), Some(3.5));
@@ -320,6 +338,7 @@ mod tests {
         assert_eq!(parse_date("2011-01-01"), Some(14975));
         assert_eq!(parse_date("2011-02-30"), None);
         assert_eq!(format_days(14975), "2011-01-01");
+        assert_eq!(format_days(-719_528), "0000-01-01");
         assert_eq!(parse_timestamp("1970-01-01T00:00:01Z"), Some(1_000_000));
         assert_eq!(parse_timestamp("1970-01-01 00:01"), Some(60_000_000));
         assert_eq!(format_timestamp(1_500_000), "1970-01-01T00:00:01.500Z");

@@ -297,6 +297,43 @@ pub async fn load_profile(store: &Store, id: &ContentId) -> Result<DatasetProfil
     })
 }
 
+/// Entry point of the `ingest` fuzz target in `fuzz/`. Hidden: not part of the API.
+#[doc(hidden)]
+pub mod fuzzing {
+    use super::*;
+
+    /// What `kiln data add` does to `path` before anything is stored, for a dataset with no
+    /// earlier version: read (CSV, gzip CSV or Parquet), type, validate, profile and write the
+    /// Parquet part to `scratch`. Returns the rows kept and the rows set aside.
+    pub fn read_file(
+        config: &Config,
+        dataset: &str,
+        path: &Path,
+        scratch: &Path,
+    ) -> Result<(u64, u64)> {
+        let ds_config = config.dataset(dataset);
+        std::fs::create_dir_all(scratch)?;
+        let job = IngestJob {
+            seed_parts: Vec::new(),
+            path: path.to_owned(),
+            dataset: dataset.to_owned(),
+            time_column: ds_config.time_column.clone(),
+            target: ds_config.target.clone(),
+            allow_schema_change: ds_config.allow_schema_change,
+            config: ds_config,
+            batch_rows: config.ingest.batch_rows,
+            infer_rows: config.ingest.infer_rows,
+            max_shown: config.ingest.max_errors_shown,
+            previous_schema: None,
+            append: false,
+            scratch: scratch.to_owned(),
+            required: None,
+        };
+        let part = job.run(&NoProgress)?;
+        Ok((part.rows, part.report.bad_rows))
+    }
+}
+
 /// The time range of a profile's time column, as text.
 fn time_range(
     profile: &DatasetProfile,

@@ -128,18 +128,7 @@ impl ModelArtifact {
         let body = bytes.strip_prefix(MAGIC.as_slice()).ok_or_else(|| {
             ModelError::Invalid("not a Kiln model file (wrong magic bytes)".into())
         })?;
-        let decoder = zstd::stream::read::Decoder::new(body)
-            .map_err(|e| ModelError::Invalid(format!("model file is corrupt: {e}")))?;
-        let mut json = Vec::new();
-        decoder
-            .take(limit + 1)
-            .read_to_end(&mut json)
-            .map_err(|e| ModelError::Invalid(format!("model file is corrupt: {e}")))?;
-        if json.len() as u64 > limit {
-            return Err(ModelError::Invalid(format!(
-                "model file expands beyond {limit} bytes; refusing it"
-            )));
-        }
+        let json = decompress_capped(body, limit)?;
         // Check the version before the rest, so a newer format gets a clear message.
         #[derive(Deserialize)]
         struct Version {
@@ -156,6 +145,42 @@ impl ModelArtifact {
         serde_json::from_slice(&json)
             .map_err(|e| ModelError::Invalid(format!("model file is corrupt: {e}")))
     }
+}
+
+/// The zstd stream `body` decompressed, refused once it expands beyond `limit` bytes. The
+/// buffer never grows past `limit`: it doubles as usual but is clamped to the cap, and the
+/// stream is read in chunks checked against the cap before they are kept. (Reading with
+/// `take(limit + 1).read_to_end` doubled the buffer past the cap, so a 33 KB file expanding
+/// to 1 GiB + 1 byte allocated 2 GiB before being refused.)
+fn decompress_capped(body: &[u8], limit: u64) -> Result<Vec<u8>, ModelError> {
+    let corrupt = |e: std::io::Error| ModelError::Invalid(format!("model file is corrupt: {e}"));
+    let cap = usize::try_from(limit).unwrap_or(usize::MAX);
+    let mut decoder = zstd::stream::read::Decoder::new(body).map_err(corrupt)?;
+    let mut json = Vec::new();
+    let mut chunk = [0u8; 32 << 10];
+    loop {
+        let n = match decoder.read(&mut chunk) {
+            Ok(0) => break,
+            Ok(n) => n,
+            Err(e) if e.kind() == std::io::ErrorKind::Interrupted => continue,
+            Err(e) => return Err(corrupt(e)),
+        };
+        if n > cap - json.len() {
+            return Err(ModelError::Invalid(format!(
+                "model file expands beyond {limit} bytes; refusing it"
+            )));
+        }
+        if json.capacity() - json.len() < n {
+            let want = json
+                .capacity()
+                .saturating_mul(2)
+                .max(json.len() + n)
+                .min(cap);
+            json.reserve_exact(want - json.len());
+        }
+        json.extend_from_slice(&chunk[..n]);
+    }
+    Ok(json)
 }
 
 #[cfg(test)]
@@ -244,6 +269,80 @@ mod tests {
             "a loaded model re-encodes to the same bytes"
         );
         assert_eq!(back.lineage.seed, 7);
+    }
+
+    /// The largest single allocation made by this thread since `largest_reset` (the unit
+    /// tests' allocator notes it; other threads' tests do not disturb it).
+    mod largest {
+        use std::alloc::{GlobalAlloc, Layout, System};
+        use std::cell::Cell;
+
+        thread_local! {
+            static LARGEST: Cell<usize> = const { Cell::new(0) };
+        }
+
+        fn note(size: usize) {
+            let _ = LARGEST.try_with(|c| c.set(c.get().max(size)));
+        }
+
+        pub fn reset() {
+            LARGEST.with(|c| c.set(0));
+        }
+
+        pub fn get() -> usize {
+            LARGEST.with(Cell::get)
+        }
+
+        struct Noting;
+
+        // SAFETY: every call is forwarded to the system allocator unchanged.
+        unsafe impl GlobalAlloc for Noting {
+            unsafe fn alloc(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                unsafe { System.alloc(layout) }
+            }
+            unsafe fn alloc_zeroed(&self, layout: Layout) -> *mut u8 {
+                note(layout.size());
+                unsafe { System.alloc_zeroed(layout) }
+            }
+            unsafe fn dealloc(&self, ptr: *mut u8, layout: Layout) {
+                unsafe { System.dealloc(ptr, layout) }
+            }
+            unsafe fn realloc(&self, ptr: *mut u8, layout: Layout, new_size: usize) -> *mut u8 {
+                note(new_size);
+                unsafe { System.realloc(ptr, layout, new_size) }
+            }
+        }
+
+        #[global_allocator]
+        static NOTING: Noting = Noting;
+    }
+
+    /// fuzz/regressions/model_artifact/zstd-bomb-1gib-plus-1: a 33 KB file that expands to
+    /// 1 GiB + 1 byte made a 2 GiB allocation before being refused. Here the same shape at a
+    /// 1 MiB cap: refused, and no allocation beyond the cap.
+    #[test]
+    fn a_file_one_byte_over_the_cap_is_refused_without_allocating_past_it() {
+        let limit: u64 = 1 << 20;
+        let mut over = MAGIC.to_vec();
+        over.extend(zstd::bulk::compress(&vec![0u8; limit as usize + 1], 1).unwrap());
+        largest::reset();
+        let e = ModelArtifact::from_bytes_limited(&over, limit)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("refusing"), "{e}");
+        assert!(
+            largest::get() <= limit as usize,
+            "largest allocation {} bytes, the cap is {limit}",
+            largest::get()
+        );
+
+        // Exactly at the cap: read whole (and then refused only as not being JSON).
+        let mut at = MAGIC.to_vec();
+        at.extend(zstd::bulk::compress(&vec![b' '; limit as usize], 1).unwrap());
+        let e = ModelArtifact::from_bytes_limited(&at, limit).err().unwrap();
+        assert!(e.to_string().contains("corrupt"), "{e}");
+        assert!(!e.to_string().contains("refusing"), "{e}");
     }
 
     #[test]

@@ -25,7 +25,7 @@ use std::collections::HashMap;
 use arrow_array::cast::AsArray;
 use arrow_array::types::{Date32Type, Float64Type, Int32Type, TimestampMicrosecondType};
 use arrow_array::{Array, ArrayRef, RecordBatch};
-use chrono::{Datelike, NaiveDate};
+use chrono::Datelike;
 use kiln_core::schema::{FeatureType, Schema};
 use serde::{Deserialize, Serialize};
 
@@ -119,18 +119,18 @@ pub struct FitOptions {
 
 const TEMPORAL_PARTS: [&str; 5] = ["hour", "day_of_week", "month", "day_of_year", "is_weekend"];
 
-/// Hour, day of week (Monday = 0), month, day of year, is-weekend of a day (and hour).
-fn date_parts(days: i64, hour: f64) -> [f64; 5] {
-    let epoch = NaiveDate::from_ymd_opt(1970, 1, 1).unwrap_or_default();
-    let d = epoch + chrono::Duration::days(days);
+/// Hour, day of week (Monday = 0), month, day of year, is-weekend of a day (and hour); `None`
+/// for a day outside the calendar (only a corrupt file holds one), which is then missing.
+fn date_parts(days: i64, hour: f64) -> Option<[f64; 5]> {
+    let d = kiln_core::value::days_to_date(days)?;
     let dow = d.weekday().num_days_from_monday() as f64;
-    [
+    Some([
         hour,
         dow,
         d.month() as f64,
         d.ordinal() as f64,
         if dow >= 5.0 { 1.0 } else { 0.0 },
-    ]
+    ])
 }
 
 /// The temporal parts of row `i`, `None` when missing.
@@ -138,7 +138,7 @@ fn temporal_at(array: &ArrayRef, timestamp: bool, i: usize) -> Option<[f64; 5]> 
     if array.is_null(i) {
         return None;
     }
-    Some(if timestamp {
+    if timestamp {
         let micros = array.as_primitive::<TimestampMicrosecondType>().value(i);
         let secs = micros.div_euclid(1_000_000);
         date_parts(
@@ -147,7 +147,7 @@ fn temporal_at(array: &ArrayRef, timestamp: bool, i: usize) -> Option<[f64; 5]> 
         )
     } else {
         date_parts(array.as_primitive::<Date32Type>().value(i) as i64, 0.0)
-    })
+    }
 }
 
 /// The string of a categorical cell, `None` when missing.
@@ -516,6 +516,28 @@ mod tests {
         ];
         let b = RecordBatch::try_new(kiln_core::table::arrow_schema(&schema), arrays).unwrap();
         (schema, b)
+    }
+
+    /// A Parquet date of i32::MAX days (or a timestamp of i64::MAX µs) in a snapshot panicked
+    /// in `date_parts` when training or scoring (chrono's `NaiveDate + Duration` overflows);
+    /// it is now a missing value.
+    #[test]
+    fn days_outside_the_calendar_are_missing_parts() {
+        assert_eq!(date_parts(i64::from(i32::MAX), 0.0), None);
+        assert_eq!(date_parts(i64::from(i32::MIN), 0.0), None);
+        let dates: ArrayRef = Arc::new(Date32Array::from(vec![i32::MAX, 0]));
+        assert_eq!(temporal_at(&dates, false, 0), None);
+        assert_eq!(
+            temporal_at(&dates, false, 1),
+            Some([0.0, 3.0, 1.0, 1.0, 0.0]),
+            "1970-01-01 was a Thursday"
+        );
+        let times: ArrayRef = Arc::new(
+            arrow_array::TimestampMicrosecondArray::from(vec![i64::MAX, i64::MIN])
+                .with_timezone("UTC"),
+        );
+        assert_eq!(temporal_at(&times, true, 0), None);
+        assert_eq!(temporal_at(&times, true, 1), None);
     }
 
     fn opts() -> FitOptions {

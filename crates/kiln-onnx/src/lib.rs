@@ -320,6 +320,33 @@ impl OnnxModel {
         for t in &graph.initializer {
             check_declared_size(t)?;
         }
+        // Every graph output must name a value of the graph: tract-onnx looks outputs up by
+        // name and panics on one it does not know (a corrupt or hand-edited file).
+        let values: std::collections::HashSet<&str> = graph
+            .input
+            .iter()
+            .map(|v| v.name.as_str())
+            .chain(graph.initializer.iter().map(|t| t.name.as_str()))
+            .chain(
+                graph
+                    .node
+                    .iter()
+                    .flat_map(|n| n.output.iter().chain(&n.input))
+                    .filter(|s| !s.is_empty())
+                    .map(String::as_str),
+            )
+            .collect();
+        if let Some(o) = graph
+            .output
+            .iter()
+            .find(|o| !values.contains(o.name.as_str()))
+        {
+            return Err(OnnxError::NotAModel(format!(
+                "graph output `{}` is not a value of the graph (no input, initializer or node \
+                 produces it)",
+                o.name
+            )));
+        }
         let external =
             |t: &pb::TensorProto| t.data_location == Some(1) || !t.external_data.is_empty();
         if graph.initializer.iter().any(external) {
@@ -515,6 +542,21 @@ impl OnnxModel {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    /// fuzz/regressions/model_artifact/onnx-graph-output-names-no-value (tests/fixtures/
+    /// bad_output_name.onnx): bike_logreg.onnx with two bits flipped, so that a graph output
+    /// names no value of the graph; tract-onnx panicked ("no entry found for key").
+    #[test]
+    fn a_graph_output_that_names_no_value_is_refused() {
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/tests/fixtures/bad_output_name.onnx"
+        );
+        let bytes = std::fs::read(path).unwrap();
+        let e = OnnxModel::from_bytes(&bytes).err().unwrap();
+        assert!(matches!(e, OnnxError::NotAModel(_)), "{e}");
+        assert!(e.to_string().contains("is not a value of the graph"), "{e}");
+    }
 
     #[test]
     fn tensors_declaring_more_than_they_store_are_refused() {

@@ -18,6 +18,8 @@ pub mod config;
 pub mod dashboard;
 pub mod door;
 pub mod error;
+#[doc(hidden)]
+pub mod fuzzing;
 pub mod http;
 pub mod live;
 pub mod metrics;

@@ -296,6 +296,43 @@ pub struct Arrival<'a> {
     pub time: i64,
 }
 
+/// Refuses a request with no rows, more than `max_rows` rows, or keys that do not match the
+/// rows one for one (before any row is converted).
+pub(crate) fn check_rows(
+    config: &crate::ServeConfig,
+    n: usize,
+    keys: Option<&[String]>,
+) -> Result<(), ApiError> {
+    if n == 0 {
+        return Err(ApiError::unprocessable(
+            "no_rows",
+            "there are no rows to score; send at least one",
+        )
+        .field("instances"));
+    }
+    if n > config.max_rows {
+        return Err(ApiError::new(
+            StatusCode::PAYLOAD_TOO_LARGE,
+            "too_many_rows",
+            format!(
+                "{n} rows in one request; the limit is {} (max_rows)",
+                config.max_rows
+            ),
+        )
+        .field("instances"));
+    }
+    if let Some(k) = keys
+        && k.len() != n
+    {
+        return Err(ApiError::unprocessable(
+            "keys_mismatch",
+            format!("{} keys for {n} rows; give one key per row", k.len()),
+        )
+        .field("keys"));
+    }
+    Ok(())
+}
+
 /// Admits, scores and logs `rows` for `model`.
 pub async fn serve_rows(
     state: &AppState,
@@ -307,33 +344,7 @@ pub async fn serve_rows(
 ) -> Result<Served, ApiError> {
     let request_id = arrival.request_id;
     let n = rows.len();
-    if n == 0 {
-        return Err(ApiError::unprocessable(
-            "no_rows",
-            "there are no rows to score; send at least one",
-        )
-        .field("instances"));
-    }
-    if n > state.config.max_rows {
-        return Err(ApiError::new(
-            StatusCode::PAYLOAD_TOO_LARGE,
-            "too_many_rows",
-            format!(
-                "{n} rows in one request; the limit is {} (max_rows)",
-                state.config.max_rows
-            ),
-        )
-        .field("instances"));
-    }
-    if let Some(k) = &keys
-        && k.len() != n
-    {
-        return Err(ApiError::unprocessable(
-            "keys_mismatch",
-            format!("{} keys for {n} rows; give one key per row", k.len()),
-        )
-        .field("keys"));
-    }
+    check_rows(&state.config, n, keys.as_deref())?;
     let admitted = door::admit(&model, &rows, state.config.out_of_range, &state.metrics)?;
     let scored = if n >= BLOCKING_ROWS {
         let m = model.clone();
@@ -388,7 +399,7 @@ pub async fn serve_rows(
 /// `value` as compact JSON text. Written straight into a buffer of a row's usual size:
 /// `Value::to_string` goes through `fmt` and grows its buffer in steps, which made it the
 /// largest cost of logging a prediction on the request path.
-fn compact_json(value: &Value) -> String {
+pub(crate) fn compact_json(value: &Value) -> String {
     let mut out = Vec::with_capacity(256);
     match serde_json::to_writer(&mut out, value) {
         // serde_json writes UTF-8 only.
@@ -398,7 +409,7 @@ fn compact_json(value: &Value) -> String {
 }
 
 /// Row `i`'s output as the log stores it (JSON text).
-fn output_json(model: &LoadedModel, p: &Predictions, i: usize) -> String {
+pub(crate) fn output_json(model: &LoadedModel, p: &Predictions, i: usize) -> String {
     match p {
         // Written directly: a map built to be printed cost more than the rest of the row.
         Predictions::Values(v) => {

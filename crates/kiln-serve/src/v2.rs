@@ -35,7 +35,7 @@ use crate::native::{
 };
 
 /// The binary tensor extension's header: length of the JSON part of the body.
-const JSON_LENGTH_HEADER: &str = "inference-header-content-length";
+pub(crate) const JSON_LENGTH_HEADER: &str = "inference-header-content-length";
 
 #[derive(Debug, Serialize, ToSchema)]
 pub struct ServerMetadata {
@@ -498,7 +498,7 @@ async fn run_infer(
 }
 
 /// Splits a body into its JSON part and the binary tensor data that follows it.
-fn split_binary<'a>(
+pub(crate) fn split_binary<'a>(
     headers: &HeaderMap,
     bytes: &'a [u8],
 ) -> Result<(&'a [u8], &'a [u8]), ApiError> {
@@ -740,7 +740,7 @@ fn decode_binary(name: &str, dt: &str, b: &[u8]) -> Result<Vec<Value>, ApiError>
 }
 
 /// Turns the request's tensors into rows of `{feature: value}`.
-fn tensors_to_rows(
+pub(crate) fn tensors_to_rows(
     model: &LoadedModel,
     inputs: &[InferInput],
     mut binary: &[u8],
