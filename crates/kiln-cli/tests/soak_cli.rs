@@ -1,8 +1,8 @@
-//! Soak: a server under mixed traffic for a bounded time (60 s by default, `KILN_SOAK_SECS=600`
+//! Soak: a server under mixed traffic for a bounded time (120 s by default, `KILN_SOAK_SECS=600`
 //! for a release check): predictions one row and many, v2 inference, feedback, bad requests,
 //! alias flips every second and a retraining half-way. Zero 5xx, zero failed valid requests,
-//! resident memory at the end within 10% of what it was after warm-up (a third of the run, at
-//! most a minute), and the p99 latency of the last third of the rest no worse than twice the
+//! retained memory (the floor of RSS sampled every second) in the last third within 10% of the
+//! first third after warm-up (half the run, at most two minutes), and the p99 latency of the last third of the rest no worse than twice the
 //! first third's. The figures are printed.
 
 mod common;
@@ -175,11 +175,11 @@ async fn client(
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn mixed_traffic_for_a_minute_keeps_memory_and_latency_flat_with_no_errors() {
+async fn mixed_traffic_for_two_minutes_keeps_memory_and_latency_flat_with_no_errors() {
     let secs: u64 = std::env::var("KILN_SOAK_SECS")
         .ok()
         .and_then(|v| v.parse().ok())
-        .unwrap_or(60);
+        .unwrap_or(120);
     let p = Project::new();
     p.ok(&["init", "."]);
     // Live windows of 10 s with 3 kept closed: the monitor's (bounded) state is full before
@@ -227,11 +227,11 @@ async fn mixed_traffic_for_a_minute_keeps_memory_and_latency_flat_with_no_errors
         })
         .collect();
 
-    // Warm-up: a third of the time (at most a minute): the server reaches its steady state
-    // (windows closed and evaluated, every version loaded once, caches full). Memory is
-    // sampled every second after it; a single sample swings by a third with the window
-    // evaluations, so the baseline and the end are medians of five.
-    let warm = Duration::from_secs((secs / 3).clamp(5, 60));
+    // Warm-up: half the time (at most two minutes): the server reaches its steady state
+    // (windows closed and evaluated, every version loaded once, caches and the allocator's
+    // pools full; measured, the floor of RSS rises for about 40 s, then stays). Memory is
+    // sampled every second after it.
+    let warm = Duration::from_secs((secs / 2).clamp(5, 120));
     tokio::time::sleep(warm).await;
     let mut samples: Vec<u64> = Vec::new();
     let median = |v: &[u64]| {
@@ -272,8 +272,18 @@ async fn mixed_traffic_for_a_minute_keeps_memory_and_latency_flat_with_no_errors
     for c in clients {
         latencies.extend(c.await.unwrap());
     }
-    let rss_warm = median(&samples[..samples.len().min(5)]);
-    let rss_end = median(&samples[samples.len().saturating_sub(5)..]);
+    // Retained memory is the floor of the samples: single samples swing by half with the
+    // transient allocations of window evaluations and model loads (returned a second later),
+    // while a leak raises the floor. The first and the last third of the samples after warm-up
+    // are compared.
+    let third_of = samples.len() / 3;
+    let floor = |v: &[u64]| v.iter().copied().min().unwrap_or(0);
+    let rss_warm = floor(&samples[..third_of.max(1)]);
+    let rss_end = floor(&samples[samples.len() - third_of.max(1)..]);
+    let (median_warm, median_end) = (
+        median(&samples[..third_of.max(1)]),
+        median(&samples[samples.len() - third_of.max(1)..]),
+    );
     let third = (total - warm) / 3;
     let first: Vec<u64> = latencies
         .iter()
@@ -289,8 +299,8 @@ async fn mixed_traffic_for_a_minute_keeps_memory_and_latency_flat_with_no_errors
     let t = &tally;
     eprintln!(
         "soak {secs} s: {} valid requests ({:.0}/s), {} bad ones (all 4xx), {} labels, {flips} alias flips, \
-         retrained: {retrained}; p99 first third {:.1} ms, last third {:.1} ms; RSS after warm-up {} KiB, \
-         peak {} KiB, end {} KiB ({:+.1}%; medians of 5 samples a second apart)",
+         retrained: {retrained}; p99 first third {:.1} ms, last third {:.1} ms; RSS floor after warm-up {} KiB, \
+         at the end {} KiB ({:+.1}%; medians {} and {} KiB, peak {} KiB; samples a second apart)",
         t.valid.load(Ordering::Relaxed),
         t.valid.load(Ordering::Relaxed) as f64 / secs as f64,
         t.bad.load(Ordering::Relaxed),
@@ -298,9 +308,11 @@ async fn mixed_traffic_for_a_minute_keeps_memory_and_latency_flat_with_no_errors
         p99_first as f64 / 1000.0,
         p99_last as f64 / 1000.0,
         rss_warm,
-        rss_peak,
         rss_end,
-        (rss_end as f64 / rss_warm as f64 - 1.0) * 100.0
+        (rss_end as f64 / rss_warm as f64 - 1.0) * 100.0,
+        median_warm,
+        median_end,
+        rss_peak,
     );
     assert_eq!(t.server_errors.load(Ordering::Relaxed), 0, "5xx answers");
     assert_eq!(
@@ -310,7 +322,8 @@ async fn mixed_traffic_for_a_minute_keeps_memory_and_latency_flat_with_no_errors
     );
     assert!(t.valid.load(Ordering::Relaxed) > 100 * secs / 10);
     assert!(t.bad.load(Ordering::Relaxed) > 0);
-    assert!(retrained && flips >= secs as usize / 2);
+    // A flip a second after warm-up, less the time each `kiln models alias set` takes.
+    assert!(retrained && flips >= (total - warm).as_secs() as usize / 2);
     assert!(
         rss_end as f64 <= rss_warm as f64 * 1.10,
         "RSS grew from {rss_warm} KiB after warm-up to {rss_end} KiB"
