@@ -5,7 +5,7 @@ use kiln_store::doctor::{Severity, check};
 
 use crate::GlobalArgs;
 use crate::context::open;
-use crate::output::{CliError, Spinner, count, print_json, table};
+use crate::output::{CliError, Spinner, count, mebibytes, print_json, table};
 
 #[derive(Args, Debug)]
 pub struct DoctorArgs {
@@ -28,10 +28,10 @@ pub async fn run(global: &GlobalArgs, a: DoctorArgs) -> Result<(), CliError> {
         print_json(&checkup)?;
     } else {
         println!(
-            "schema v{}; {} artifacts ({:.1} MiB) hashed; {} dataset versions, {} runs, {} model versions, {} aliases, {} log archives checked",
+            "schema v{}; {} artifacts ({}) hashed; {} dataset versions, {} runs, {} model versions, {} aliases, {} log archives checked",
             checkup.schema_version,
             count(checkup.artifacts),
-            checkup.artifact_bytes as f64 / 1_048_576.0,
+            mebibytes(checkup.artifact_bytes),
             count(checkup.dataset_versions),
             count(checkup.runs),
             count(checkup.model_versions),

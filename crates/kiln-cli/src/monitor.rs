@@ -15,7 +15,7 @@ use kiln_watch::rules::{MonitorConfig, parse_duration};
 use crate::GlobalArgs;
 use crate::context::{Project, open};
 use crate::models::write_atomic;
-use crate::output::{CliError, count, print_json, table};
+use crate::output::{CliError, count, mebibytes, print_json, table};
 
 impl From<WatchError> for CliError {
     fn from(e: WatchError) -> Self {
@@ -368,10 +368,6 @@ pub struct ArchivesArgs {
     pub json: bool,
 }
 
-fn megabytes(bytes: i64) -> String {
-    format!("{:.2} MiB", bytes as f64 / 1_048_576.0)
-}
-
 pub async fn log(global: &GlobalArgs, cmd: LogCommand) -> Result<(), CliError> {
     let project = open(global).await?;
     match cmd {
@@ -421,7 +417,7 @@ pub async fn log(global: &GlobalArgs, cmd: LogCommand) -> Result<(), CliError> {
                             kiln_core::value::format_days(d.day as i32),
                             count(d.rows as u64),
                             count(d.labelled as u64),
-                            d.bytes.map_or("-".into(), megabytes),
+                            d.bytes.map_or("-".into(), |b| mebibytes(b as u64)),
                         ]
                     })
                     .collect();
@@ -439,7 +435,7 @@ pub async fn log(global: &GlobalArgs, cmd: LogCommand) -> Result<(), CliError> {
                 if a.dry_run {
                     String::new()
                 } else {
-                    format!(", into {}", megabytes(bytes))
+                    format!(", into {}", mebibytes(bytes as u64))
                 }
             );
             if !out.dropped.is_empty() || out.deleted_rows > 0 {
@@ -475,7 +471,7 @@ pub async fn log(global: &GlobalArgs, cmd: LogCommand) -> Result<(), CliError> {
                         kiln_core::value::format_days(x.day as i32),
                         count(x.rows as u64),
                         count(x.labelled as u64),
-                        megabytes(x.bytes),
+                        mebibytes(x.bytes as u64),
                         x.artifact.chars().take(12).collect(),
                         format_time(x.created_at),
                     ]

@@ -187,6 +187,11 @@ pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     out
 }
 
+/// A size in MiB with two decimals, for files and stores.
+pub fn mebibytes(bytes: u64) -> String {
+    format!("{:.2} MiB", bytes as f64 / 1_048_576.0)
+}
+
 /// Thousands separators, for row counts.
 pub fn count(n: u64) -> String {
     let s = n.to_string();

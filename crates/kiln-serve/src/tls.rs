@@ -47,13 +47,12 @@ pub fn acceptor(config: &TlsConfig) -> Result<TlsAcceptor, ServeError> {
     let key = PrivateKeyDer::from_pem_file(&config.key)
         .map_err(|e| bad(&config.key, "not a PEM private key", &e))?;
     let provider = Arc::new(rustls::crypto::aws_lc_rs::default_provider());
-    let server = rustls::ServerConfig::builder_with_provider(provider)
+    let mut server = rustls::ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()
         .map_err(|e| ServeError::Config(format!("[serve.tls]: {e}")))?
         .with_no_client_auth()
         .with_single_cert(certs, key)
         .map_err(|e| bad(&config.key, "does not go with the certificate", &e))?;
-    let mut server = server;
     server.alpn_protocols = vec![b"http/1.1".to_vec()];
     Ok(TlsAcceptor::from(Arc::new(server)))
 }

@@ -117,7 +117,7 @@ pub async fn monitor_range(
     // the list of archives, so the same list before and after proves a consistent read; else
     // the range is read again.
     let mut attempts = 0;
-    let (mut windows, count_starts, labels, seen, other_versions) = loop {
+    let mut c = loop {
         let before = meta_archives(store, req).await?;
         let read = read_range(store, scratch, req, monitoring).await?;
         if meta_archives(store, req).await? == before || attempts == 3 {
@@ -126,14 +126,16 @@ pub async fn monitor_range(
         attempts += 1;
     };
     let mut by_window: BTreeMap<i64, Vec<&LabelledPrediction>> = BTreeMap::new();
-    for l in labels.values() {
+    for l in c.labels.values() {
         let key = match req.windows {
             RangeWindows::Whole => 0,
             RangeWindows::Every(us) => l.time.div_euclid(us),
             RangeWindows::Count(_) => {
-                let at = count_starts.partition_point(|(id, _)| *id <= l.prediction_id);
+                let at = c
+                    .count_starts
+                    .partition_point(|(id, _)| *id <= l.prediction_id);
                 match at.checked_sub(1) {
-                    Some(i) => count_starts[i].1,
+                    Some(i) => c.count_starts[i].1,
                     None => continue,
                 }
             }
@@ -141,15 +143,15 @@ pub async fn monitor_range(
         by_window.entry(key).or_default().push(l);
     }
     for (key, ls) in by_window {
-        if let Some(w) = windows.get_mut(&key) {
+        if let Some(w) = c.windows.get_mut(&key) {
             w.add_labels(&monitoring.reference.task, &ls);
         }
     }
 
     let settings = &req.config.drift;
     let mut overall = WindowState::new(req.from.unwrap_or(i64::MAX), req.to.unwrap_or(i64::MIN));
-    let mut reports = Vec::with_capacity(windows.len());
-    for w in windows.values() {
+    let mut reports = Vec::with_capacity(c.windows.len());
+    for w in c.windows.values() {
         overall = overall.merge(w)?;
         reports.push(w.evaluate(monitoring, settings));
     }
@@ -167,7 +169,7 @@ pub async fn monitor_range(
         dists.push(d);
     }
     let mut notes = Vec::new();
-    if seen == 0 {
+    if c.seen == 0 {
         notes.push(format!(
             "no prediction of {}@{} was logged in this range",
             req.model, req.version
@@ -188,7 +190,7 @@ pub async fn monitor_range(
         overall: overall.evaluate(monitoring, settings),
         distributions: dists,
         alerts,
-        other_version_rows: other_versions,
+        other_version_rows: c.other_versions,
         notes,
     })
 }
@@ -216,14 +218,6 @@ struct Collector<'a> {
     seen: u64,
     other_versions: u64,
 }
-
-type Collected = (
-    BTreeMap<i64, WindowState>,
-    Vec<(i64, i64)>,
-    FxHashMap<i64, LabelledPrediction>,
-    u64,
-    u64,
-);
 
 impl Collector<'_> {
     /// Summarizes one page of logged rows (ascending ids) into its windows.
@@ -318,12 +312,12 @@ pub(crate) async fn each_label(
 
 /// Reads the range once: its archived days (labels joined as stored and from later feedback),
 /// then the rows still in the database and their labels.
-async fn read_range(
+async fn read_range<'a>(
     store: &Store,
     scratch: &Path,
-    req: &RangeRequest<'_>,
-    monitoring: &kiln_model::artifact::Monitoring,
-) -> Result<Collected> {
+    req: &'a RangeRequest<'a>,
+    monitoring: &'a kiln_model::artifact::Monitoring,
+) -> Result<Collector<'a>> {
     let meta = &store.meta;
     let mut c = Collector {
         req,
@@ -384,13 +378,7 @@ async fn read_range(
 
     // Labels of the rows in the database: the latest feedback for each prediction.
     each_label(meta, req.model, req.from, req.to, |l| c.label(l)).await?;
-    Ok((
-        c.windows,
-        c.count_starts,
-        c.labels,
-        c.seen,
-        c.other_versions,
-    ))
+    Ok(c)
 }
 
 /// Each rule's firing and resolving over a sequence of windows: a rule fires at the first
