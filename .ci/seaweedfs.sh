@@ -70,29 +70,41 @@ setsid "$weed" -logdir="$dir/logs" mini -dir="$dir/data" \
     -s3.port.iceberg=0 -s3.port.lance=0 -s3.config="$dir/s3.json" \
     -admin.ui=false -admin.port="${ports[8]}" -admin.port.grpc="${ports[9]}" \
     -webdav=false -bucket="$bucket" \
+    -master.volumeSizeLimitMB=64 -volume.max=32 \
     </dev/null >"$dir/weed.log" 2>&1 &
 echo $! >"$dir/weed.pid"
 
 endpoint="http://127.0.0.1:${ports[6]}"
 # Ready when a signed listing of the bucket succeeds (the server is up, the identity loaded and
-# the bucket created); 30 s at most.
+# the bucket created) and then a 1 MiB object can be written and deleted: small objects live in
+# the filer's own store, so only a larger one proves a volume server has registered and a volume
+# can be grown. 60 s at most.
+s3() {
+    curl -s -o /dev/null -w '%{http_code}' --max-time 5 \
+        --aws-sigv4 "aws:amz:us-east-1:s3" --user "$access:$secret" "$@" || true
+}
+head -c 1048576 /dev/urandom >"$dir/probe.bin"
 ready=""
-for _ in $(seq 1 300); do
+listed=""
+for _ in $(seq 1 600); do
     if ! kill -0 "$(cat "$dir/weed.pid")" 2>/dev/null; then
         break
     fi
-    code="$(curl -s -o /dev/null -w '%{http_code}' --max-time 2 \
-        --aws-sigv4 "aws:amz:us-east-1:s3" --user "$access:$secret" \
-        "$endpoint/$bucket?list-type=2&max-keys=1" || true)"
-    if [ "$code" = 200 ]; then
+    if [ -z "$listed" ]; then
+        [ "$(s3 "$endpoint/$bucket?list-type=2&max-keys=1")" = 200 ] && listed=1
+    fi
+    if [ -n "$listed" ] && [ "$(s3 -T "$dir/probe.bin" "$endpoint/$bucket/.ready-probe")" = 200 ] &&
+        [ "$(s3 -X DELETE "$endpoint/$bucket/.ready-probe")" = 204 ]; then
         ready=1
         break
     fi
     sleep 0.1
 done
+rm -f "$dir/probe.bin"
 if [ -z "$ready" ]; then
     echo "seaweedfs.sh: SeaweedFS did not become ready; its log:" >&2
     tail -n 40 "$dir/weed.log" >&2 || true
+    grep -h '^[EF]' "$dir"/logs/weed.*.log.* 2>/dev/null | tail -n 20 >&2 || true
     "$0" stop "$dir"
     exit 1
 fi

@@ -639,8 +639,9 @@ impl IngestJob {
         let file = File::open(path).map_err(|e| input_error(path, e.to_string()))?;
         let builder = ParquetRecordBatchReaderBuilder::try_new(file)
             .map_err(|e| input_error(path, format!("not a readable Parquet file: {e}")))?;
-        let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
         let file_len = std::fs::metadata(path)?.len();
+        check_column_chunks(path, builder.metadata(), file_len)?;
+        let total_rows = builder.metadata().file_metadata().num_rows().max(0) as u64;
         let arrow = builder.schema().clone();
         too_many_columns(path, arrow.fields().len(), false)?;
         let names: Vec<String> = arrow.fields().iter().map(|f| f.name().clone()).collect();
@@ -1158,6 +1159,40 @@ fn too_many_columns(path: &Path, n: usize, csv: bool) -> Result<()> {
             path,
             format!("{at} has {n} columns; Kiln takes at most {MAX_COLUMNS}{hint}"),
         ));
+    }
+    Ok(())
+}
+
+/// Every column chunk a Parquet footer declares must lie inside the file. The reader trusts the
+/// footer's offsets and sizes (a negative one panics in `ColumnChunkMetaData::byte_range`, one
+/// past the end asks for a read that cannot succeed), so a damaged or hostile footer is refused
+/// here, naming the row group and column, before any page is read.
+fn check_column_chunks(
+    path: &Path,
+    metadata: &parquet::file::metadata::ParquetMetaData,
+    file_len: u64,
+) -> Result<()> {
+    for (g, group) in metadata.row_groups().iter().enumerate() {
+        for chunk in group.columns() {
+            let start = chunk
+                .dictionary_page_offset()
+                .unwrap_or_else(|| chunk.data_page_offset());
+            let len = chunk.compressed_size();
+            let inside = u64::try_from(start)
+                .ok()
+                .zip(u64::try_from(len).ok())
+                .and_then(|(start, len)| start.checked_add(len))
+                .is_some_and(|end| end <= file_len);
+            if !inside {
+                return Err(input_error(
+                    path,
+                    format!(
+                        "row group {g}, column `{}`: the footer places its data at byte {start} with length {len}, outside the file ({file_len} bytes)\nhint: the file is damaged or was cut short; write it again",
+                        chunk.column_path().string()
+                    ),
+                ));
+            }
+        }
     }
     Ok(())
 }
@@ -1922,4 +1957,91 @@ fn normalize_batch(
         bad,
         raw,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use arrow_array::Int64Array;
+    use parquet::file::metadata::{ParquetMetaDataReader, ParquetMetaDataWriter};
+
+    /// A real Parquet file whose footer is rewritten with `edit` applied to its first column
+    /// chunk's offsets and size.
+    fn parquet_with_chunk(
+        edit: impl FnOnce(
+            parquet::file::metadata::ColumnChunkMetaDataBuilder,
+        ) -> parquet::file::metadata::ColumnChunkMetaDataBuilder,
+    ) -> Vec<u8> {
+        let values: ArrayRef = Arc::new(Int64Array::from_iter_values(0..100));
+        let batch = RecordBatch::try_from_iter([("x", values)]).unwrap();
+        let mut bytes = Vec::new();
+        let mut writer = ArrowWriter::try_new(&mut bytes, batch.schema(), None).unwrap();
+        writer.write(&batch).unwrap();
+        writer.close().unwrap();
+        let footer_len =
+            u32::from_le_bytes(bytes[bytes.len() - 8..bytes.len() - 4].try_into().unwrap());
+        let data_end = bytes.len() - 8 - footer_len as usize;
+        let original = tempfile::tempfile().unwrap();
+        (&original).write_all(&bytes).unwrap();
+        let metadata = ParquetMetaDataReader::new()
+            .parse_and_finish(&original)
+            .unwrap();
+        let group = metadata.row_group(0).clone();
+        let mut columns = group.columns().to_vec();
+        columns[0] = edit(columns[0].clone().into_builder()).build().unwrap();
+        let group = group
+            .into_builder()
+            .set_column_metadata(columns)
+            .build()
+            .unwrap();
+        let metadata = metadata.into_builder().set_row_groups(vec![group]).build();
+        let mut out = bytes[..data_end].to_vec();
+        ParquetMetaDataWriter::new(&mut out, &metadata)
+            .finish()
+            .unwrap();
+        out
+    }
+
+    fn ingest_error(bytes: &[u8]) -> String {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("bad.parquet");
+        std::fs::write(&path, bytes).unwrap();
+        let scratch = dir.path().join("scratch");
+        match fuzzing::read_file(&Config::default(), "bad", &path, &scratch) {
+            Ok(kept) => panic!("a damaged footer was read: {kept:?}"),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn a_negative_column_chunk_offset_is_refused_not_a_panic() {
+        let bytes =
+            parquet_with_chunk(|c| c.set_data_page_offset(-4).set_dictionary_page_offset(None));
+        let message = ingest_error(&bytes);
+        assert!(message.contains("bad.parquet"), "{message}");
+        assert!(message.contains("row group 0, column `x`"), "{message}");
+        assert!(message.contains("at byte -4"), "{message}");
+    }
+
+    #[test]
+    fn a_column_chunk_past_the_end_of_the_file_is_refused() {
+        let bytes = parquet_with_chunk(|c| c.set_total_compressed_size(1 << 40));
+        let message = ingest_error(&bytes);
+        assert!(message.contains("outside the file"), "{message}");
+        assert!(
+            message.contains(&format!("({} bytes)", bytes.len())),
+            "{message}"
+        );
+    }
+
+    #[test]
+    fn a_sound_file_passes_the_footer_check() {
+        let bytes = parquet_with_chunk(|c| c);
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("good.parquet");
+        std::fs::write(&path, &bytes).unwrap();
+        let kept =
+            fuzzing::read_file(&Config::default(), "good", &path, &dir.path().join("s")).unwrap();
+        assert_eq!(kept, (100, 0));
+    }
 }
