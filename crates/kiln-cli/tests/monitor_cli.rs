@@ -114,6 +114,8 @@ struct Task {
     train: &'static str,
     /// Each 2012 row's label, sent back as feedback.
     label: fn(&Row) -> Value,
+    /// Columns left out of the requests (the label and what leaks it).
+    not_sent: &'static [&'static str],
     /// More of `[monitor]`.
     monitor: String,
 }
@@ -235,8 +237,8 @@ async fn replay(task: &Task) -> (Project, Serving, reqwest::Client) {
             .iter()
             .map(|r| {
                 let mut r = r.clone();
-                for label in ["casual", "registered", "cnt"] {
-                    r.remove(label);
+                for label in task.not_sent {
+                    r.remove(*label);
                 }
                 Value::Object(r)
             })
@@ -310,6 +312,7 @@ async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts(
     let (p, s, client) = replay(&Task {
         train: "exclude = [\"casual\", \"registered\"]",
         label: |r| r["cnt"].clone(),
+        not_sent: &["casual", "registered", "cnt"],
         monitor: format!("webhook = \"{hook}\""),
     })
     .await;
@@ -812,6 +815,55 @@ async fn replaying_2012_against_a_2011_model_fires_drift_and_performance_alerts(
     drop(s);
 }
 
+/// The server publishes an estimate of each of `metrics` for bikes@1.
+async fn assert_estimates_published(client: &reqwest::Client, s: &Serving, metrics: &[&str]) {
+    let text = get(client, &format!("{}/metrics", s.url))
+        .await
+        .text()
+        .await
+        .unwrap();
+    for metric in metrics {
+        let line = format!(
+            "kiln_performance_estimated{{metric=\"{metric}\",model=\"bikes\",version=\"1\"}}"
+        );
+        assert!(text.contains(&line), "{line} missing");
+    }
+}
+
+/// `kiln monitor` over 2012 in 30-day windows, for a model of `task`: each window's start
+/// (µs) and its estimated and realized `metric`.
+fn windows_of_2012(p: &Project, task: &str, metric: &str) -> Vec<(i64, f64, f64)> {
+    let report = p
+        .ok(&[
+            "monitor",
+            "--model",
+            "bikes",
+            "--from",
+            "2012-01-01",
+            "--window",
+            "30d",
+            "--json",
+        ])
+        .json();
+    assert_eq!(report["task"], task);
+    let windows = report["windows"].as_array().unwrap();
+    windows
+        .iter()
+        .map(|w| {
+            let realized = w["realized"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .find(|m| m["name"] == metric)
+                .unwrap()["value"]
+                .as_f64()
+                .unwrap();
+            let estimated = w["estimated"][metric].as_f64().unwrap();
+            (w["start"].as_i64().unwrap(), estimated, realized)
+        })
+        .collect()
+}
+
 /// A binary classifier (is the hour's demand high?) trained on 2011. From April 2012 on, the
 /// inputs moved (season, weather) but demand related to them as in 2011: CBPE's estimated
 /// accuracy must track the realized one there. In 2012's first quarter winter hours were
@@ -822,6 +874,7 @@ async fn a_classifiers_estimated_accuracy_tracks_the_realized_one_and_labels_cat
     let (p, s, client) = replay(&Task {
         train: "exclude = [\"casual\", \"registered\", \"cnt\"]\ntarget = \"demand\"",
         monitor: String::new(),
+        not_sent: &["casual", "registered", "cnt"],
         label: |r| {
             json!(if r["cnt"].as_f64().unwrap() >= 150.0 {
                 "high"
@@ -831,17 +884,7 @@ async fn a_classifiers_estimated_accuracy_tracks_the_realized_one_and_labels_cat
         },
     })
     .await;
-    let metrics = get(&client, &format!("{}/metrics", s.url))
-        .await
-        .text()
-        .await
-        .unwrap();
-    for metric in ["accuracy", "f1", "roc_auc"] {
-        let line = format!(
-            "kiln_performance_estimated{{metric=\"{metric}\",model=\"bikes\",version=\"1\"}}"
-        );
-        assert!(metrics.contains(&line), "{line} missing");
-    }
+    assert_estimates_published(&client, &s, &["accuracy", "f1", "roc_auc"]).await;
     let alerts = p.ok(&["alerts", "list", "--json"]).json();
     let realized = alerts
         .as_array()
@@ -857,19 +900,6 @@ async fn a_classifiers_estimated_accuracy_tracks_the_realized_one_and_labels_cat
         "{realized}"
     );
 
-    let report = p
-        .ok(&[
-            "monitor",
-            "--model",
-            "bikes",
-            "--from",
-            "2012-01-01",
-            "--window",
-            "30d",
-            "--json",
-        ])
-        .json();
-    assert_eq!(report["task"], "binary");
     let april = chrono::NaiveDate::from_ymd_opt(2012, 4, 1)
         .unwrap()
         .and_hms_opt(0, 0, 0)
@@ -877,17 +907,8 @@ async fn a_classifiers_estimated_accuracy_tracks_the_realized_one_and_labels_cat
         .and_utc()
         .timestamp_micros();
     let (mut later, mut early) = (Vec::new(), Vec::new());
-    for w in report["windows"].as_array().unwrap() {
-        let realized = w["realized"]
-            .as_array()
-            .unwrap()
-            .iter()
-            .find(|m| m["name"] == "accuracy")
-            .unwrap()["value"]
-            .as_f64()
-            .unwrap();
-        let estimated = w["estimated"]["accuracy"].as_f64().unwrap();
-        if w["start"].as_i64().unwrap() >= april {
+    for (start, estimated, realized) in windows_of_2012(&p, "binary", "accuracy") {
+        if start >= april {
             later.push(estimated - realized);
         } else {
             early.push(estimated - realized);
@@ -900,6 +921,77 @@ async fn a_classifiers_estimated_accuracy_tracks_the_realized_one_and_labels_cat
         "estimated − realized accuracy from April on: {later:?}"
     );
     assert!(early.iter().all(|d| *d > 0.1), "first quarter: {early:?}");
+}
+
+/// A regressor whose target relates to the inputs in 2012 as in 2011: the feels-like
+/// temperature (`atemp`) from the temperature, humidity, wind, hour and season. 2012's inputs
+/// move with the seasons and the model's error moves with them (a 30-day window's MAE ranges
+/// over a factor of 5). The direct loss estimate (a model of the validation residuals, fitted
+/// at training on October to December 2011) must follow the realized MAE from the inputs alone:
+/// correlated over the year, close in most windows, never raising a false alarm. It runs low
+/// where the inputs leave what validation covered (January's cold, July's heat wave), and on
+/// 2012-08-17, when the recorded `atemp` was stuck at 12.12 °C through a hot day, only the
+/// labels can tell: the inputs look ordinary.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_regressors_estimated_error_tracks_the_realized_one() {
+    let (p, s, client) = replay(&Task {
+        train: "exclude = [\"casual\", \"registered\", \"cnt\"]\ntarget = \"atemp\"",
+        monitor: String::new(),
+        not_sent: &["casual", "registered", "cnt", "atemp"],
+        label: |r| r["atemp"].clone(),
+    })
+    .await;
+    assert_estimates_published(&client, &s, &["mae", "rmse"]).await;
+    let stuck = chrono::NaiveDate::from_ymd_opt(2012, 8, 17)
+        .unwrap()
+        .and_hms_opt(12, 0, 0)
+        .unwrap()
+        .and_utc()
+        .timestamp_micros();
+    let days_30 = 30 * 86_400 * 1_000_000_i64;
+    let (mut pairs, mut stuck_window) = (Vec::new(), None);
+    for (start, estimated, realized) in windows_of_2012(&p, "regression", "mae") {
+        if (start..start + days_30).contains(&stuck) {
+            stuck_window = Some((estimated, realized));
+        } else {
+            pairs.push((estimated, realized));
+        }
+    }
+    // The stuck sensor: the labels show an error several times what the inputs suggest.
+    let (e, r) = stuck_window.expect("a window holds 2012-08-17");
+    assert!(
+        r > 3.0 * e,
+        "2012-08-17's window: estimated {e}, realized {r}"
+    );
+
+    assert!(pairs.len() >= 12, "{pairs:?}");
+    let (lo, hi) = pairs.iter().fold((f64::MAX, f64::MIN), |(lo, hi), (_, r)| {
+        (lo.min(*r), hi.max(*r))
+    });
+    assert!(hi > 2.0 * lo, "the error hardly moved: {pairs:?}");
+    // Rises and falls with the realized MAE (Pearson correlation over the windows).
+    let n = pairs.len() as f64;
+    let (me, mr) = (
+        pairs.iter().map(|p| p.0).sum::<f64>() / n,
+        pairs.iter().map(|p| p.1).sum::<f64>() / n,
+    );
+    let cov: f64 = pairs.iter().map(|(e, r)| (e - me) * (r - mr)).sum();
+    let (ve, vr): (f64, f64) = (
+        pairs.iter().map(|(e, _)| (e - me).powi(2)).sum(),
+        pairs.iter().map(|(_, r)| (r - mr).powi(2)).sum(),
+    );
+    let correlation = cov / (ve * vr).sqrt();
+    assert!(correlation > 0.8, "correlation {correlation:.3}: {pairs:?}");
+    // Close in most windows: the median gap under 30% of the realized MAE.
+    let mut gaps: Vec<f64> = pairs.iter().map(|(e, r)| (e - r).abs() / r).collect();
+    gaps.sort_by(f64::total_cmp);
+    assert!(gaps[gaps.len() / 2] < 0.3, "gaps {gaps:?}: {pairs:?}");
+    // Never above the realized error by more than a fifth: no false alarm from the estimate.
+    assert!(
+        pairs.iter().all(|(e, r)| *e < 1.2 * r),
+        "(estimated, realized) MAE per window: {pairs:?}"
+    );
+    drop(s);
 }
 
 #[test]
