@@ -110,7 +110,7 @@ async fn get(client: &reqwest::Client, url: &str) -> reqwest::Response {
 
 /// What a replayed project's model predicts and learns from.
 struct Task {
-    /// Lines replacing the example's `[train]` target settings (for a classifier).
+    /// Lines replacing the example's `[train]` target settings (for another target).
     train: &'static str,
     /// Each 2012 row's label, sent back as feedback.
     label: fn(&Row) -> Value,
