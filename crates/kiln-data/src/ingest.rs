@@ -2002,12 +2002,21 @@ mod tests {
         out
     }
 
-    fn ingest_error(bytes: &[u8]) -> String {
+    /// What ingest makes of `bytes` as the file `bad.parquet`: rows kept and set aside.
+    fn read(bytes: &[u8]) -> Result<(u64, u64)> {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("bad.parquet");
         std::fs::write(&path, bytes).unwrap();
-        let scratch = dir.path().join("scratch");
-        match fuzzing::read_file(&Config::default(), "bad", &path, &scratch) {
+        fuzzing::read_file(
+            &Config::default(),
+            "bad",
+            &path,
+            &dir.path().join("scratch"),
+        )
+    }
+
+    fn ingest_error(bytes: &[u8]) -> String {
+        match read(bytes) {
             Ok(kept) => panic!("a damaged footer was read: {kept:?}"),
             Err(e) => e.to_string(),
         }
@@ -2036,12 +2045,7 @@ mod tests {
 
     #[test]
     fn a_sound_file_passes_the_footer_check() {
-        let bytes = parquet_with_chunk(|c| c);
-        let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("good.parquet");
-        std::fs::write(&path, &bytes).unwrap();
-        let kept =
-            fuzzing::read_file(&Config::default(), "good", &path, &dir.path().join("s")).unwrap();
+        let kept = read(&parquet_with_chunk(|c| c)).unwrap();
         assert_eq!(kept, (100, 0));
     }
 }
