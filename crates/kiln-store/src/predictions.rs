@@ -570,11 +570,19 @@ impl MetaStore {
     }
 
     /// The earliest and latest event times logged for `model`.
+    ///
+    /// Two subqueries, not `SELECT MIN(time), MAX(time)`: SQLite answers a lone MIN or MAX
+    /// from one end of the `(model, time)` index, but both in one SELECT scan every row of the
+    /// model. The retrain controller asks every poll, so that scan grew with the log (166 ms
+    /// at 750,000 rows, against 0.15 ms this way).
     pub async fn prediction_time_range(&self, model: &str) -> Result<Option<(i64, i64)>> {
-        let row = sqlx::query("SELECT MIN(time), MAX(time) FROM predictions WHERE model = $1")
-            .bind(model)
-            .fetch_one(self.pool())
-            .await?;
+        let row = sqlx::query(
+            "SELECT (SELECT MIN(time) FROM predictions WHERE model = $1), \
+                    (SELECT MAX(time) FROM predictions WHERE model = $1)",
+        )
+        .bind(model)
+        .fetch_one(self.pool())
+        .await?;
         let (first, last): (Option<i64>, Option<i64>) = (row.try_get(0)?, row.try_get(1)?);
         Ok(first.zip(last))
     }

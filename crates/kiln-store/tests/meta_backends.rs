@@ -719,6 +719,12 @@ async fn exercise_labels_and_alerts(store: MetaStore) {
         Some(105)
     );
     assert_eq!(store.latest_prediction_time("nobody").await.unwrap(), None);
+    // Rows at 100..=105, then the shadow's copy at 104: the span of the model's log.
+    assert_eq!(
+        store.prediction_time_range(&model).await.unwrap(),
+        Some((100, 105))
+    );
+    assert_eq!(store.prediction_time_range("nobody").await.unwrap(), None);
     let first = all[0].feedback_id;
     assert!(
         store
