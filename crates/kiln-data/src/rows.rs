@@ -13,7 +13,11 @@ use arrow_array::{ArrayRef, RecordBatch};
 use arrow_schema::SchemaRef;
 use kiln_core::schema::{FeatureType, Schema};
 use kiln_core::table::arrow_schema;
-use serde::Serialize;
+use std::borrow::Cow;
+
+use rustc_hash::FxHashMap;
+use serde::de::{self, DeserializeSeed, Deserializer, IgnoredAny, MapAccess, Visitor};
+use serde::{Deserialize, Serialize};
 use serde_json::Value;
 
 use crate::ingest::{ColumnBuilder, KnownDictionary, type_message};
@@ -43,16 +47,25 @@ pub struct JsonBatcher {
     arrow: SchemaRef,
     /// Per column (schema order): the categories expected, if given.
     known: Vec<Option<Arc<KnownDictionary>>>,
+    /// Column position by name, for [`JsonBatcher::batch_text`].
+    position: FxHashMap<String, usize>,
 }
 
 impl JsonBatcher {
     pub fn new(schema: Schema) -> Self {
         let arrow = arrow_schema(&schema);
         let known = vec![None; schema.columns.len()];
+        let position = schema
+            .columns
+            .iter()
+            .enumerate()
+            .map(|(j, c)| (c.name.clone(), j))
+            .collect();
         Self {
             schema,
             arrow,
             known,
+            position,
         }
     }
 
@@ -74,91 +87,300 @@ impl JsonBatcher {
     /// missing value (the model's pipeline handles it); fields the schema does not name are
     /// ignored. Returns every error found, not just the first.
     pub fn batch(&self, rows: &[Value]) -> Result<RecordBatch, Vec<RowError>> {
-        let builders = self
-            .schema
+        let mut builders = self.builders(rows.len());
+        let mut errors = Vec::new();
+        for (r, row) in rows.iter().enumerate() {
+            let Some(obj) = row.as_object() else {
+                errors.push(not_an_object(r, OBJECT_EXPECTED));
+                continue;
+            };
+            for (col, b) in self.schema.columns.iter().zip(builders.iter_mut()) {
+                let cell = match obj.get(&col.name) {
+                    None => Cell::Absent,
+                    Some(Value::Null) => Cell::Null,
+                    Some(Value::String(s)) => Cell::Str(s),
+                    Some(Value::Number(n)) => Cell::Num(n),
+                    Some(Value::Bool(v)) => Cell::Bool(*v),
+                    Some(other) => Cell::Other(other),
+                };
+                push_cell(b, col, r, cell, &mut errors);
+            }
+        }
+        self.finish(builders, errors)
+    }
+
+    /// Builds the batch of rows given as JSON text, one object per row: what
+    /// [`JsonBatcher::batch`] gives for the parsed rows, without building a `Value` for each
+    /// (the live monitor reads the logged rows back this way; parsing each into a `Value`,
+    /// a map with a `String` per key, was most of its cost). Text that is not a JSON object
+    /// (or not JSON) is a `not_an_object` error of its row.
+    pub fn batch_text(&self, rows: &[&str]) -> Result<RecordBatch, Vec<RowError>> {
+        let mut builders = self.builders(rows.len());
+        let mut errors = Vec::new();
+        let mut cells: Vec<TextCell<'_>> = Vec::with_capacity(self.schema.columns.len());
+        for (r, text) in rows.iter().enumerate() {
+            cells.clear();
+            cells.resize_with(self.schema.columns.len(), || TextCell::Absent);
+            let mut de = serde_json::Deserializer::from_str(text);
+            let read = RowSeed {
+                position: &self.position,
+                cells: &mut cells,
+            }
+            .deserialize(&mut de)
+            .and_then(|()| de.end());
+            if let Err(e) = read {
+                let message = if e.is_data() {
+                    OBJECT_EXPECTED.to_owned()
+                } else {
+                    format!("{OBJECT_EXPECTED}; this is not valid JSON: {e}")
+                };
+                errors.push(not_an_object(r, &message));
+                continue;
+            }
+            for ((col, b), cell) in self
+                .schema
+                .columns
+                .iter()
+                .zip(builders.iter_mut())
+                .zip(&cells)
+            {
+                let cell = match cell {
+                    TextCell::Absent => Cell::Absent,
+                    TextCell::Null => Cell::Null,
+                    TextCell::Str(s) => Cell::Str(s),
+                    TextCell::Num(n) => Cell::Num(n),
+                    TextCell::Bool(v) => Cell::Bool(*v),
+                    TextCell::Other(v) => Cell::Other(v),
+                };
+                push_cell(b, col, r, cell, &mut errors);
+            }
+        }
+        self.finish(builders, errors)
+    }
+
+    fn builders(&self, rows: usize) -> Vec<ColumnBuilder> {
+        self.schema
             .columns
             .iter()
             .zip(&self.known)
             .map(|(c, known)| match known {
-                Some(d) => ColumnBuilder::known(d.clone(), rows.len()),
-                None => ColumnBuilder::new(c.ftype, rows.len()),
+                Some(d) => ColumnBuilder::known(d.clone(), rows),
+                None => ColumnBuilder::new(c.ftype, rows),
             })
-            .collect();
-        batch_rows(&self.schema, self.arrow.clone(), builders, rows)
+            .collect()
+    }
+
+    fn finish(
+        &self,
+        builders: Vec<ColumnBuilder>,
+        errors: Vec<RowError>,
+    ) -> Result<RecordBatch, Vec<RowError>> {
+        if !errors.is_empty() {
+            return Err(errors);
+        }
+        finish_batch(self.arrow.clone(), builders)
     }
 }
 
-fn batch_rows(
-    schema: &Schema,
-    arrow: SchemaRef,
-    mut builders: Vec<ColumnBuilder>,
-    rows: &[Value],
-) -> Result<RecordBatch, Vec<RowError>> {
-    let mut errors = Vec::new();
-    for (r, row) in rows.iter().enumerate() {
-        let Some(obj) = row.as_object() else {
+const OBJECT_EXPECTED: &str = "a row must be a JSON object of feature: value";
+
+fn not_an_object(row: usize, message: &str) -> RowError {
+    RowError {
+        row,
+        field: None,
+        code: "not_an_object",
+        message: message.to_owned(),
+    }
+}
+
+/// One field of one row, whichever way the row was read.
+enum Cell<'a> {
+    Absent,
+    Null,
+    Str(&'a str),
+    Num(&'a serde_json::Number),
+    Bool(bool),
+    /// An array or an object.
+    Other(&'a Value),
+}
+
+/// Adds `cell` (row `r`, column `col`) to its column, or records what is wrong with it.
+fn push_cell(
+    b: &mut ColumnBuilder,
+    col: &kiln_core::schema::Column,
+    r: usize,
+    cell: Cell<'_>,
+    errors: &mut Vec<RowError>,
+) {
+    let wrong = |shown: &str| RowError {
+        row: r,
+        field: Some(col.name.clone()),
+        code: "wrong_type",
+        message: type_message(col.ftype, shown),
+    };
+    match cell {
+        Cell::Absent => {
+            b.push_null();
             errors.push(RowError {
                 row: r,
-                field: None,
-                code: "not_an_object",
-                message: "a row must be a JSON object of feature: value".into(),
-            });
-            continue;
-        };
-        for (col, b) in schema.columns.iter().zip(builders.iter_mut()) {
-            let wrong = |shown: &str| RowError {
-                row: r,
                 field: Some(col.name.clone()),
-                code: "wrong_type",
-                message: type_message(col.ftype, shown),
-            };
-            match obj.get(&col.name) {
-                None => {
-                    b.push_null();
-                    errors.push(RowError {
-                        row: r,
-                        field: Some(col.name.clone()),
-                        code: "missing_feature",
-                        message: format!(
-                            "feature `{}` ({}) is missing; send null for a missing value",
-                            col.name, col.ftype
-                        ),
-                    });
-                }
-                Some(Value::Null) => b.push_null(),
-                Some(Value::String(s)) => {
-                    if !b.push(s) {
-                        errors.push(wrong(s));
-                    }
-                }
-                Some(Value::Number(n)) => {
-                    // A numeric feature takes the f64 serde_json read, which float_roundtrip
-                    // makes the one the CSV parser reads from the same text. Other features
-                    // (and infinities, which a numeric column refuses) go through the text.
-                    let taken = n.as_f64().is_some_and(|v| b.push_number(v));
-                    if !taken {
-                        let text = n.to_string();
-                        if !b.push(&text) {
-                            errors.push(wrong(&text));
-                        }
-                    }
-                }
-                Some(Value::Bool(v)) => {
-                    if !b.push(if *v { "true" } else { "false" }) {
-                        errors.push(wrong(&v.to_string()));
-                    }
-                }
-                Some(other) => {
-                    b.push_null();
-                    let text = other.to_string();
-                    errors.push(wrong(&text.chars().take(40).collect::<String>()));
+                code: "missing_feature",
+                message: format!(
+                    "feature `{}` ({}) is missing; send null for a missing value",
+                    col.name, col.ftype
+                ),
+            });
+        }
+        Cell::Null => b.push_null(),
+        Cell::Str(s) => {
+            if !b.push(s) {
+                errors.push(wrong(s));
+            }
+        }
+        Cell::Num(n) => {
+            // A numeric feature takes the f64 serde_json read, which float_roundtrip makes the
+            // one the CSV parser reads from the same text. Other features (and infinities,
+            // which a numeric column refuses) go through the text.
+            let taken = n.as_f64().is_some_and(|v| b.push_number(v));
+            if !taken {
+                let text = n.to_string();
+                if !b.push(&text) {
+                    errors.push(wrong(&text));
                 }
             }
         }
+        Cell::Bool(v) => {
+            if !b.push(if v { "true" } else { "false" }) {
+                errors.push(wrong(&v.to_string()));
+            }
+        }
+        Cell::Other(other) => {
+            b.push_null();
+            let text = other.to_string();
+            errors.push(wrong(&text.chars().take(40).collect::<String>()));
+        }
     }
-    if !errors.is_empty() {
-        return Err(errors);
+}
+
+/// A field as read from JSON text: strings borrowed from the text when they hold no escape.
+enum TextCell<'de> {
+    Absent,
+    Null,
+    Str(Cow<'de, str>),
+    Num(serde_json::Number),
+    Bool(bool),
+    Other(Value),
+}
+
+/// Reads one JSON object, putting each field the schema names in its column's cell (a later
+/// duplicate replaces an earlier one, as in a parsed `Value`) and skipping the others.
+struct RowSeed<'s, 'de> {
+    position: &'s FxHashMap<String, usize>,
+    cells: &'s mut Vec<TextCell<'de>>,
+}
+
+impl<'de> DeserializeSeed<'de> for RowSeed<'_, 'de> {
+    type Value = ();
+
+    fn deserialize<D: Deserializer<'de>>(self, d: D) -> Result<(), D::Error> {
+        d.deserialize_map(self)
     }
+}
+
+impl<'de> Visitor<'de> for RowSeed<'_, 'de> {
+    type Value = ();
+
+    fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+        f.write_str("a JSON object of feature: value")
+    }
+
+    fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
+        while let Some(key) = map.next_key::<Text<'de>>()? {
+            match self.position.get(key.0.as_ref()) {
+                Some(&j) => self.cells[j] = map.next_value::<Field<'de>>()?.0,
+                None => {
+                    map.next_value::<IgnoredAny>()?;
+                }
+            }
+        }
+        Ok(())
+    }
+}
+
+/// A string borrowed from the text when it can be.
+struct Text<'de>(Cow<'de, str>);
+
+impl<'de> Deserialize<'de> for Text<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Text<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Borrowed(v)))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
+                Ok(Text(Cow::Owned(v.to_owned())))
+            }
+        }
+        d.deserialize_str(V)
+    }
+}
+
+/// A field's value: a scalar as such, an array or object as a `Value`.
+struct Field<'de>(TextCell<'de>);
+
+impl<'de> Deserialize<'de> for Field<'de> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Field<'de>;
+            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
+                f.write_str("a JSON value")
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
+                Ok(Field(TextCell::Null))
+            }
+            fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field<'de>, E> {
+                Ok(Field(TextCell::Bool(v)))
+            }
+            fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<'de>, E> {
+                Ok(Field(TextCell::Num(v.into())))
+            }
+            fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<'de>, E> {
+                Ok(Field(TextCell::Num(v.into())))
+            }
+            fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<'de>, E> {
+                // JSON text holds no infinity or NaN, so serde_json never hands one here.
+                serde_json::Number::from_f64(v)
+                    .map(|n| Field(TextCell::Num(n)))
+                    .ok_or_else(|| E::custom("a number that is not finite"))
+            }
+            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
+                Ok(Field(TextCell::Str(Cow::Borrowed(v))))
+            }
+            fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
+                Ok(Field(TextCell::Str(Cow::Owned(v.to_owned()))))
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
+                let v = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
+                Ok(Field(TextCell::Other(v)))
+            }
+            fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
+                let v = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
+                Ok(Field(TextCell::Other(v)))
+            }
+        }
+        d.deserialize_any(V)
+    }
+}
+
+fn finish_batch(
+    arrow: SchemaRef,
+    mut builders: Vec<ColumnBuilder>,
+) -> Result<RecordBatch, Vec<RowError>> {
     let arrays: Result<Vec<ArrayRef>, _> = builders.iter_mut().map(ColumnBuilder::finish).collect();
     let arrays = arrays.map_err(|e| {
         vec![RowError {
@@ -244,6 +466,64 @@ mod tests {
             ]
         );
         assert!(errs[0].message.contains("warm"), "{}", errs[0].message);
+    }
+
+    #[test]
+    fn rows_as_text_give_what_the_parsed_rows_give() {
+        let mut batcher = JsonBatcher::new(schema());
+        batcher.set_known_categories("season", &["winter".into(), "summer".into()]);
+        let both = |texts: &[&str]| {
+            let parsed: Vec<Value> = texts
+                .iter()
+                .map(|t| serde_json::from_str(t).unwrap())
+                .collect();
+            (batcher.batch_text(texts), batcher.batch(&parsed))
+        };
+        // Escapes (in keys and values), duplicates (the last one counts), integers for a
+        // numeric feature, a number for a categorical one, fields the schema does not name
+        // (nested too), nulls and an unknown category.
+        let good = [
+            r#"{"temp": 0.1, "season": "winter", "day": "2012-07-01", "extra": [1, {"a": 2}]}"#,
+            r#"{"t\u0065mp": "1e3", "season": "sum\u006der", "day": null, "temp": 7}"#,
+            r#"{"temp": 3, "season": 5, "day": "2012-07-02", "season": null}"#,
+            r#"{"day": "2012-07-03", "season": "monsoon", "temp": -0.30000000000000004}"#,
+        ];
+        let (text, parsed) = both(&good);
+        let (text, parsed) = (text.unwrap(), parsed.unwrap());
+        assert_eq!(text.schema(), parsed.schema());
+        assert_eq!(text.num_rows(), 4);
+        assert_eq!(text.column(0), parsed.column(0));
+        assert_eq!(text.column(2), parsed.column(2));
+        assert_eq!(categories(&text, 1), categories(&parsed, 1));
+        assert_eq!(text.column(0).as_primitive::<Float64Type>().value(1), 7.0);
+
+        // The same errors, row for row and field for field.
+        let bad = [
+            r#"{"temp": "warm", "season": "winter", "day": "2012-07-01"}"#,
+            r#"{"season": "winter", "day": "2012-13-45"}"#,
+            "[1, 2]",
+            r#"{"temp": {"x": 1}, "season": "a", "day": true}"#,
+        ];
+        let (text, parsed) = both(&bad);
+        assert_eq!(text.unwrap_err(), parsed.unwrap_err());
+
+        // Text that is no JSON object at all (which a parsed row cannot be): its row only.
+        let errs = batcher
+            .batch_text(&[good[0], r#"{"temp": 1"#, r#"{"temp": 1} x"#, "null"])
+            .unwrap_err();
+        let got: Vec<(usize, Option<&str>, &str)> = errs
+            .iter()
+            .map(|e| (e.row, e.field.as_deref(), e.code))
+            .collect();
+        assert_eq!(
+            got,
+            vec![
+                (1, None, "not_an_object"),
+                (2, None, "not_an_object"),
+                (3, None, "not_an_object"),
+            ]
+        );
+        assert!(errs[1].message.contains("trailing"), "{}", errs[1].message);
     }
 
     /// The categories of `b`'s column `j`, row by row (`None` for null).

@@ -112,13 +112,31 @@ enum Output {
 }
 
 fn parse_output(text: &str) -> Option<Output> {
-    let v: Value = serde_json::from_str(text).ok()?;
-    if let Some(x) = v.get("value") {
+    /// The logged output's fields read here, typed: no `Value` map per row. A field given
+    /// twice is an error, and so no output, where a `Value` would keep the last.
+    #[derive(Deserialize)]
+    struct Logged<'a> {
+        /// Present (even as `null`): a regression output, a number or unreadable.
+        #[serde(default, deserialize_with = "present")]
+        value: Option<Value>,
+        #[serde(default, borrow)]
+        class: Option<std::borrow::Cow<'a, str>>,
+        #[serde(default)]
+        probabilities: Option<Value>,
+    }
+    fn present<'de, D: serde::Deserializer<'de>>(
+        d: D,
+    ) -> std::result::Result<Option<Value>, D::Error> {
+        Value::deserialize(d).map(Some)
+    }
+    let v: Logged = serde_json::from_str(text).ok()?;
+    if let Some(x) = v.value {
         return x.as_f64().map(Output::Value);
     }
-    let label = v.get("class")?.as_str()?.to_owned();
+    let label = v.class?.into_owned();
     let score = v
-        .get("probabilities")
+        .probabilities
+        .as_ref()
         .and_then(Value::as_array)
         .filter(|p| p.len() == 2)
         .and_then(|p| p[1].as_f64());
@@ -168,20 +186,17 @@ impl WindowState {
         if records.is_empty() {
             return Ok(());
         }
-        let mut inputs = Vec::with_capacity(records.len());
+        let mut inputs: Vec<&str> = Vec::with_capacity(records.len());
         let mut outputs = Vec::with_capacity(records.len());
         let mut latencies = Vec::with_capacity(records.len());
         for r in records {
-            match (
-                serde_json::from_str::<Value>(&r.features),
-                parse_output(&r.output),
-            ) {
-                (Ok(input), Some(output)) => {
-                    inputs.push(input);
+            match parse_output(&r.output) {
+                Some(output) => {
+                    inputs.push(&r.features);
                     outputs.push(output);
                     latencies.push(r.latency_us as f64);
                 }
-                _ => self.unreadable += 1,
+                None => self.unreadable += 1,
             }
             if let Some(flags) = &r.flags
                 && let Ok(list) = serde_json::from_str::<Vec<String>>(flags)
@@ -194,7 +209,8 @@ impl WindowState {
         if inputs.is_empty() {
             return Ok(());
         }
-        let batch = match batcher.batch(&inputs) {
+        // The logged text straight into the batch: no `Value` per row.
+        let batch = match batcher.batch_text(&inputs) {
             Ok(b) => b,
             // Rows the door admitted fit the schema; rows from elsewhere may not. Keep the good.
             Err(bad) => {
@@ -202,7 +218,7 @@ impl WindowState {
                 self.unreadable += bad.len() as u64;
                 let keep = |i: &usize| !bad.contains(i);
                 let idx: Vec<usize> = (0..inputs.len()).filter(keep).collect();
-                inputs = idx.iter().map(|i| inputs[*i].take()).collect();
+                inputs = idx.iter().map(|i| inputs[*i]).collect();
                 outputs = idx
                     .iter()
                     .map(|i| std::mem::replace(&mut outputs[*i], Output::Value(f64::NAN)))
@@ -212,7 +228,7 @@ impl WindowState {
                     return Ok(());
                 }
                 batcher
-                    .batch(&inputs)
+                    .batch_text(&inputs)
                     .map_err(|e| WatchError::Invalid(format!("{} rows unreadable", e.len())))?
             }
         };
