@@ -5,6 +5,8 @@
 //! Each function runs the same steps, in the same order, as its handler ([`crate::native`],
 //! [`crate::v2`]): parse the body, check the rows, admit them at the [`door`], score them, and
 //! build what the response and the log would carry. An `Err` is the error the client would get.
+//! They also check that the logged text of each row reads back, as live monitoring reads it,
+//! into the batch the row gives (a panic when not).
 
 use axum::http::{HeaderMap, HeaderValue};
 use serde_json::Value;
@@ -76,7 +78,16 @@ fn score_rows(
     for (i, row) in rows.iter().enumerate() {
         let _ = row_id("fuzz", i, n);
         let _ = door::flag_strings(model, &admitted.flags[i]);
-        let _ = compact_json(row);
+        let logged = compact_json(row);
+        // Live monitoring reads the logged text back into a batch: it must be the batch the
+        // row itself gives.
+        if let Ok(direct) = model.batcher.batch(std::slice::from_ref(row)) {
+            let back = model.batcher.batch_text(&[logged.as_str()]);
+            assert!(
+                back.as_ref().is_ok_and(|b| *b == direct),
+                "the logged text {logged} reads back as {back:?}, not as {direct:?}"
+            );
+        }
         let _ = output_json(model, &scored.predictions, i);
     }
     if let kiln_model::learner::Predictions::Probabilities { classes, data } = &scored.predictions {
