@@ -98,12 +98,12 @@ impl JsonBatcher {
                 let cell = match obj.get(&col.name) {
                     None => Cell::Absent,
                     Some(Value::Null) => Cell::Null,
-                    Some(Value::String(s)) => Cell::Str(s),
-                    Some(Value::Number(n)) => Cell::Num(n),
+                    Some(Value::String(s)) => Cell::Str(Cow::Borrowed(s)),
+                    Some(Value::Number(n)) => Cell::Num(n.clone()),
                     Some(Value::Bool(v)) => Cell::Bool(*v),
-                    Some(other) => Cell::Other(other),
+                    Some(other) => Cell::Other(Cow::Borrowed(other)),
                 };
-                push_cell(b, col, r, cell, &mut errors);
+                push_cell(b, col, r, &cell, &mut errors);
             }
         }
         self.finish(builders, errors)
@@ -117,10 +117,10 @@ impl JsonBatcher {
     pub fn batch_text(&self, rows: &[&str]) -> Result<RecordBatch, Vec<RowError>> {
         let mut builders = self.builders(rows.len());
         let mut errors = Vec::new();
-        let mut cells: Vec<TextCell<'_>> = Vec::with_capacity(self.schema.columns.len());
+        let mut cells: Vec<Cell<'_>> = Vec::with_capacity(self.schema.columns.len());
         for (r, text) in rows.iter().enumerate() {
             cells.clear();
-            cells.resize_with(self.schema.columns.len(), || TextCell::Absent);
+            cells.resize_with(self.schema.columns.len(), || Cell::Absent);
             let mut de = serde_json::Deserializer::from_str(text);
             let read = RowSeed {
                 position: &self.position,
@@ -144,14 +144,6 @@ impl JsonBatcher {
                 .zip(builders.iter_mut())
                 .zip(&cells)
             {
-                let cell = match cell {
-                    TextCell::Absent => Cell::Absent,
-                    TextCell::Null => Cell::Null,
-                    TextCell::Str(s) => Cell::Str(s),
-                    TextCell::Num(n) => Cell::Num(n),
-                    TextCell::Bool(v) => Cell::Bool(*v),
-                    TextCell::Other(v) => Cell::Other(v),
-                };
                 push_cell(b, col, r, cell, &mut errors);
             }
         }
@@ -193,15 +185,16 @@ fn not_an_object(row: usize, message: &str) -> RowError {
     }
 }
 
-/// One field of one row, whichever way the row was read.
+/// One field of one row, whichever way the row was read: borrowed from the parsed `Value`,
+/// or from the JSON text when it holds no escape.
 enum Cell<'a> {
     Absent,
     Null,
-    Str(&'a str),
-    Num(&'a serde_json::Number),
+    Str(Cow<'a, str>),
+    Num(serde_json::Number),
     Bool(bool),
     /// An array or an object.
-    Other(&'a Value),
+    Other(Cow<'a, Value>),
 }
 
 /// Adds `cell` (row `r`, column `col`) to its column, or records what is wrong with it.
@@ -209,7 +202,7 @@ fn push_cell(
     b: &mut ColumnBuilder,
     col: &kiln_core::schema::Column,
     r: usize,
-    cell: Cell<'_>,
+    cell: &Cell<'_>,
     errors: &mut Vec<RowError>,
 ) {
     let wrong = |shown: &str| RowError {
@@ -250,7 +243,7 @@ fn push_cell(
             }
         }
         Cell::Bool(v) => {
-            if !b.push(if v { "true" } else { "false" }) {
+            if !b.push(if *v { "true" } else { "false" }) {
                 errors.push(wrong(&v.to_string()));
             }
         }
@@ -262,21 +255,11 @@ fn push_cell(
     }
 }
 
-/// A field as read from JSON text: strings borrowed from the text when they hold no escape.
-enum TextCell<'de> {
-    Absent,
-    Null,
-    Str(Cow<'de, str>),
-    Num(serde_json::Number),
-    Bool(bool),
-    Other(Value),
-}
-
 /// Reads one JSON object, putting each field the schema names in its column's cell (a later
 /// duplicate replaces an earlier one, as in a parsed `Value`) and skipping the others.
 struct RowSeed<'s, 'de> {
     position: &'s FxHashMap<String, usize>,
-    cells: &'s mut Vec<TextCell<'de>>,
+    cells: &'s mut Vec<Cell<'de>>,
 }
 
 impl<'de> DeserializeSeed<'de> for RowSeed<'_, 'de> {
@@ -295,8 +278,13 @@ impl<'de> Visitor<'de> for RowSeed<'_, 'de> {
     }
 
     fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<(), A::Error> {
-        while let Some(key) = map.next_key::<Text<'de>>()? {
-            match self.position.get(key.0.as_ref()) {
+        // A key is read as any field is: a JSON object's keys are strings.
+        while let Some(Field(key)) = map.next_key()? {
+            let column = match &key {
+                Cell::Str(name) => self.position.get(name.as_ref()),
+                _ => None,
+            };
+            match column {
                 Some(&j) => self.cells[j] = map.next_value::<Field<'de>>()?.0,
                 None => {
                     map.next_value::<IgnoredAny>()?;
@@ -307,30 +295,8 @@ impl<'de> Visitor<'de> for RowSeed<'_, 'de> {
     }
 }
 
-/// A string borrowed from the text when it can be.
-struct Text<'de>(Cow<'de, str>);
-
-impl<'de> Deserialize<'de> for Text<'de> {
-    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        struct V;
-        impl<'de> Visitor<'de> for V {
-            type Value = Text<'de>;
-            fn expecting(&self, f: &mut std::fmt::Formatter) -> std::fmt::Result {
-                f.write_str("a string")
-            }
-            fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Borrowed(v)))
-            }
-            fn visit_str<E: de::Error>(self, v: &str) -> Result<Text<'de>, E> {
-                Ok(Text(Cow::Owned(v.to_owned())))
-            }
-        }
-        d.deserialize_str(V)
-    }
-}
-
 /// A field's value: a scalar as such, an array or object as a `Value`.
-struct Field<'de>(TextCell<'de>);
+struct Field<'de>(Cell<'de>);
 
 impl<'de> Deserialize<'de> for Field<'de> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
@@ -341,36 +307,36 @@ impl<'de> Deserialize<'de> for Field<'de> {
                 f.write_str("a JSON value")
             }
             fn visit_unit<E: de::Error>(self) -> Result<Field<'de>, E> {
-                Ok(Field(TextCell::Null))
+                Ok(Field(Cell::Null))
             }
             fn visit_bool<E: de::Error>(self, v: bool) -> Result<Field<'de>, E> {
-                Ok(Field(TextCell::Bool(v)))
+                Ok(Field(Cell::Bool(v)))
             }
             fn visit_u64<E: de::Error>(self, v: u64) -> Result<Field<'de>, E> {
-                Ok(Field(TextCell::Num(v.into())))
+                Ok(Field(Cell::Num(v.into())))
             }
             fn visit_i64<E: de::Error>(self, v: i64) -> Result<Field<'de>, E> {
-                Ok(Field(TextCell::Num(v.into())))
+                Ok(Field(Cell::Num(v.into())))
             }
             fn visit_f64<E: de::Error>(self, v: f64) -> Result<Field<'de>, E> {
                 // JSON text holds no infinity or NaN, so serde_json never hands one here.
                 serde_json::Number::from_f64(v)
-                    .map(|n| Field(TextCell::Num(n)))
+                    .map(|n| Field(Cell::Num(n)))
                     .ok_or_else(|| E::custom("a number that is not finite"))
             }
             fn visit_borrowed_str<E: de::Error>(self, v: &'de str) -> Result<Field<'de>, E> {
-                Ok(Field(TextCell::Str(Cow::Borrowed(v))))
+                Ok(Field(Cell::Str(Cow::Borrowed(v))))
             }
             fn visit_str<E: de::Error>(self, v: &str) -> Result<Field<'de>, E> {
-                Ok(Field(TextCell::Str(Cow::Owned(v.to_owned()))))
+                Ok(Field(Cell::Str(Cow::Owned(v.to_owned()))))
             }
             fn visit_seq<A: de::SeqAccess<'de>>(self, seq: A) -> Result<Field<'de>, A::Error> {
                 let v = Value::deserialize(de::value::SeqAccessDeserializer::new(seq))?;
-                Ok(Field(TextCell::Other(v)))
+                Ok(Field(Cell::Other(Cow::Owned(v))))
             }
             fn visit_map<A: MapAccess<'de>>(self, map: A) -> Result<Field<'de>, A::Error> {
                 let v = Value::deserialize(de::value::MapAccessDeserializer::new(map))?;
-                Ok(Field(TextCell::Other(v)))
+                Ok(Field(Cell::Other(Cow::Owned(v))))
             }
         }
         d.deserialize_any(V)
