@@ -28,7 +28,7 @@ pub struct RowError {
     /// 0-based position of the row in the request.
     pub row: usize,
     pub field: Option<String>,
-    /// `not_an_object`, `missing_feature` or `wrong_type`.
+    /// `not_an_object`, `invalid_json` (text rows only), `missing_feature` or `wrong_type`.
     pub code: &'static str,
     pub message: String,
 }
@@ -111,9 +111,9 @@ impl JsonBatcher {
 
     /// Builds the batch of rows given as JSON text, one object per row: what
     /// [`JsonBatcher::batch`] gives for the parsed rows, without building a `Value` for each
-    /// (the live monitor reads the logged rows back this way; parsing each into a `Value`,
-    /// a map with a `String` per key, was most of its cost). Text that is not a JSON object
-    /// (or not JSON) is a `not_an_object` error of its row.
+    /// (the server reads a request's rows this way, and the live monitor the logged rows:
+    /// parsing each into a `Value`, a map with a `String` per key, was most of their cost). Text that is not a JSON object
+    /// is a `not_an_object` error of its row; text that is not JSON, an `invalid_json` one.
     pub fn batch_text(&self, rows: &[&str]) -> Result<RecordBatch, Vec<RowError>> {
         let mut builders = self.builders(rows.len());
         let mut errors = Vec::new();
@@ -129,12 +129,17 @@ impl JsonBatcher {
             .deserialize(&mut de)
             .and_then(|()| de.end());
             if let Err(e) = read {
-                let message = if e.is_data() {
-                    OBJECT_EXPECTED.to_owned()
+                errors.push(if e.is_data() {
+                    not_an_object(r, OBJECT_EXPECTED)
                 } else {
-                    format!("{OBJECT_EXPECTED}; this is not valid JSON: {e}")
-                };
-                errors.push(not_an_object(r, &message));
+                    // Not JSON, or JSON that serde_json cannot read (a number beyond f64).
+                    RowError {
+                        row: r,
+                        field: None,
+                        code: "invalid_json",
+                        message: format!("this row is not valid JSON: {e}"),
+                    }
+                });
                 continue;
             }
             for ((col, b), cell) in self
@@ -484,12 +489,22 @@ mod tests {
         assert_eq!(
             got,
             vec![
-                (1, None, "not_an_object"),
-                (2, None, "not_an_object"),
+                (1, None, "invalid_json"),
+                (2, None, "invalid_json"),
                 (3, None, "not_an_object"),
             ]
         );
         assert!(errs[1].message.contains("trailing"), "{}", errs[1].message);
+        // Valid JSON syntax that no f64 holds is unreadable too, not a panic or an infinity.
+        let errs = batcher
+            .batch_text(&[r#"{"temp": 1e400, "season": "a", "day": "2012-07-01"}"#])
+            .unwrap_err();
+        assert_eq!(errs[0].code, "invalid_json");
+        assert!(
+            errs[0].message.contains("out of range"),
+            "{}",
+            errs[0].message
+        );
     }
 
     /// The categories of `b`'s column `j`, row by row (`None` for null).

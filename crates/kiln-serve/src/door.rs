@@ -13,7 +13,6 @@ use arrow_array::cast::AsArray;
 use arrow_array::types::{Float64Type, Int32Type};
 use axum::http::StatusCode;
 use kiln_core::schema::FeatureType;
-use serde_json::Value;
 
 use crate::catalog::LoadedModel;
 use crate::config::RangePolicy;
@@ -50,22 +49,26 @@ pub struct Admitted {
     pub flags: Vec<Vec<Flag>>,
 }
 
-/// Converts and checks `rows` for `model`; counts what it refuses and flags.
+/// Converts and checks `rows` (one JSON object's text each) for `model`; counts what it
+/// refuses and flags.
 pub fn admit(
     model: &LoadedModel,
-    rows: &[Value],
+    rows: &[&str],
     policy: RangePolicy,
     metrics: &Metrics,
 ) -> Result<Admitted, ApiError> {
     let schema = &model.artifact.schema;
-    let batch = model.batcher.batch(rows).map_err(|errors| {
+    let batch = model.batcher.batch_text(rows).map_err(|errors| {
         for e in &errors {
             metrics
                 .validation_failures
                 .with_label_values(&[&model.name, e.field.as_deref().unwrap_or(""), e.code])
                 .inc();
         }
-        let status = if errors.iter().any(|e| e.code == "not_an_object") {
+        let status = if errors
+            .iter()
+            .any(|e| matches!(e.code, "not_an_object" | "invalid_json"))
+        {
             StatusCode::BAD_REQUEST
         } else {
             StatusCode::UNPROCESSABLE_ENTITY

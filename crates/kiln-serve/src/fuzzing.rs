@@ -5,7 +5,8 @@
 //! Each function runs the same steps, in the same order, as its handler ([`crate::native`],
 //! [`crate::v2`]): parse the body, check the rows, admit them at the [`door`], score them, and
 //! build what the response and the log would carry. An `Err` is the error the client would get.
-//! They also check that the logged text of each row reads back, as live monitoring reads it,
+//! They also check that each row's text gives the batch its parsed `Value` gives (the two
+//! readers agree), and that the row's logged text reads back, as live monitoring reads it,
 //! into the batch the row gives (a panic when not).
 
 use axum::http::{HeaderMap, HeaderValue};
@@ -17,7 +18,9 @@ use crate::door;
 use crate::error::ApiError;
 use crate::http::{parse_json, row_id};
 use crate::metrics::Metrics;
-use crate::native::{PredictRequest, argmax, check_rows, compact_json, output_json, route_key};
+use crate::native::{
+    PredictRequest, RowText, argmax, check_rows, compact_text, output_json, route_key,
+};
 use crate::v2::{InferRequest, JSON_LENGTH_HEADER, split_binary, tensors_to_rows};
 
 /// `POST /v1/models/{name}/predict` with `body`, answered by `model`. Returns the number of
@@ -65,23 +68,36 @@ fn score_rows(
     model: &LoadedModel,
     config: &ServeConfig,
     metrics: &Metrics,
-    rows: &[Value],
+    rows: &[RowText],
     keys: Option<&[String]>,
 ) -> Result<usize, ApiError> {
     let n = rows.len();
     check_rows(config, n, keys)?;
-    let admitted = door::admit(model, rows, config.out_of_range, metrics)?;
+    let texts: Vec<&str> = rows.iter().map(|r| r.get()).collect();
+    for text in &texts {
+        // The door reads a row's text; the same row parsed into a `Value` must give the same
+        // batch, or the same errors (text serde_json cannot hold in a `Value` is left out).
+        if let Ok(value) = serde_json::from_str::<Value>(text) {
+            let parsed = model.batcher.batch(std::slice::from_ref(&value));
+            let read = model.batcher.batch_text(std::slice::from_ref(text));
+            assert!(
+                parsed == read,
+                "the row {text} reads as {read:?} from its text but as {parsed:?} parsed"
+            );
+        }
+    }
+    let admitted = door::admit(model, &texts, config.out_of_range, metrics)?;
     let scored = model
         .artifact
         .score(&admitted.batch)
         .map_err(|e| ApiError::internal("scoring failed", e))?;
-    for (i, row) in rows.iter().enumerate() {
+    for (i, row) in texts.iter().enumerate() {
         let _ = row_id("fuzz", i, n);
         let _ = door::flag_strings(model, &admitted.flags[i]);
-        let logged = compact_json(row);
+        let logged = compact_text(row);
         // Live monitoring reads the logged text back into a batch: it must be the batch the
         // row itself gives.
-        if let Ok(direct) = model.batcher.batch(std::slice::from_ref(row)) {
+        if let Ok(direct) = model.batcher.batch_text(std::slice::from_ref(row)) {
             let back = model.batcher.batch_text(&[logged.as_str()]);
             assert!(
                 back.as_ref().is_ok_and(|b| *b == direct),

@@ -31,7 +31,7 @@ use crate::catalog::LoadedModel;
 use crate::error::{ApiError, V2ErrorBody};
 use crate::http::{RequestId, ServedBy, body_bytes, parse_json};
 use crate::native::{
-    Arrival, argmax, path_error, route_key, score_shadow, select, serve_routed, shadow_of,
+    Arrival, RowText, argmax, path_error, route_key, score_shadow, select, serve_routed, shadow_of,
 };
 
 /// The binary tensor extension's header: length of the JSON part of the body.
@@ -739,8 +739,23 @@ fn decode_binary(name: &str, dt: &str, b: &[u8]) -> Result<Vec<Value>, ApiError>
     }
 }
 
-/// Turns the request's tensors into rows of `{feature: value}`.
+/// Turns the request's tensors into rows of `{feature: value}`, as the JSON text the native
+/// API receives (the one form [`serve_routed`] takes).
 pub(crate) fn tensors_to_rows(
+    model: &LoadedModel,
+    inputs: &[InferInput],
+    binary: &[u8],
+) -> Result<Vec<RowText>, ApiError> {
+    tensor_values(model, inputs, binary)?
+        .iter()
+        .map(|row| {
+            serde_json::value::to_raw_value(row)
+                .map_err(|e| ApiError::internal("cannot write a row as JSON", e))
+        })
+        .collect()
+}
+
+fn tensor_values(
     model: &LoadedModel,
     inputs: &[InferInput],
     mut binary: &[u8],

@@ -317,6 +317,31 @@ async fn client_mistakes_get_their_status_and_a_json_error() {
     )
     .await;
     assert!(b["error"]["message"].as_str().unwrap().contains("column"));
+    // JSON syntax, but a number no f64 holds: the row that has it is named.
+    let mut row = bike_row();
+    row.as_object_mut().unwrap().remove("temp");
+    let huge = format!(
+        r#"{{"instances": [{}, {{"temp": 1e400, {}]}}"#,
+        bike_row(),
+        &row.to_string()[1..]
+    );
+    let b = check(
+        send(huge.into_bytes(), "application/json")
+            .send()
+            .await
+            .unwrap(),
+        400,
+        "invalid_json",
+    )
+    .await;
+    assert_eq!(b["error"]["row"], 1, "{b}");
+    assert!(
+        b["error"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("out of range"),
+        "{b}"
+    );
     check(
         send(b"{}".to_vec(), "text/csv").send().await.unwrap(),
         415,
