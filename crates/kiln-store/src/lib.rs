@@ -13,6 +13,7 @@
 //! [`Store`] opens both from a [`StoreLocation`].
 
 mod alerts;
+mod appender;
 mod archives;
 mod artifacts;
 pub mod doctor;
@@ -62,6 +63,9 @@ pub enum StoreError {
     },
     #[error("metadata database: {0}")]
     Db(#[from] sqlx::Error),
+    /// From the prediction log's own SQLite connection (see `appender`).
+    #[error("metadata database: {0}")]
+    Sqlite(#[from] rusqlite::Error),
     #[error("metadata database migration: {0}")]
     Migrate(#[from] sqlx::migrate::MigrateError),
     #[error("unsupported database URL `{0}`: use sqlite://PATH or postgres://USER@HOST/DB")]

@@ -89,6 +89,8 @@ fn migrator() -> Migrator {
 pub struct MetaStore {
     pool: AnyPool,
     backend: Backend,
+    /// SQLite: the prediction log's appends, on a connection of their own.
+    appender: Option<std::sync::Arc<crate::appender::Appender>>,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -256,11 +258,29 @@ impl MetaStore {
             Backend::Postgres => None,
         };
         migrator().run(&pool).await?;
-        Ok(Self { pool, backend })
+        let appender = match backend {
+            Backend::Sqlite => {
+                use std::str::FromStr;
+                let options = sqlx::sqlite::SqliteConnectOptions::from_str(&url)?;
+                Some(std::sync::Arc::new(crate::appender::Appender::new(
+                    options.get_filename().to_path_buf(),
+                )))
+            }
+            Backend::Postgres => None,
+        };
+        Ok(Self {
+            pool,
+            backend,
+            appender,
+        })
     }
 
     pub fn pool(&self) -> &AnyPool {
         &self.pool
+    }
+
+    pub(crate) fn appender(&self) -> Option<&crate::appender::Appender> {
+        self.appender.as_deref()
     }
 
     pub(crate) fn backend(&self) -> Backend {

@@ -1267,6 +1267,72 @@ async fn sqlite_backend() {
     assert_eq!(again.datasets().await.unwrap().len(), 1);
 }
 
+/// On SQLite the log's appends go through a connection of their own (`appender.rs`), beside
+/// the pool's. Two stores on one file appending at once from a multi-threaded runtime (where an
+/// append leaves its worker with `block_in_place`), while feedback is written through the pool:
+/// every row is stored once, ids are dense over both writers, and each batch's ids are one run.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn sqlite_appends_from_two_stores_and_the_pool_share_one_file() {
+    let dir = tempfile::tempdir().unwrap();
+    let url = format!("sqlite://{}", dir.path().join("kiln.db").display());
+    let stores = [
+        MetaStore::connect(&url).await.unwrap(),
+        MetaStore::connect(&url).await.unwrap(),
+    ];
+    let mut tasks = Vec::new();
+    for (s, store) in stores.iter().enumerate() {
+        let store = store.clone();
+        tasks.push(tokio::spawn(async move {
+            for b in 0..20 {
+                let rows: Vec<PredictionRecord> = (0..250)
+                    .map(|i| prediction(&format!("m{s}"), &format!("s{s}b{b}"), i, i as i64))
+                    .collect();
+                assert_eq!(store.append_predictions(&rows).await.unwrap(), 250);
+            }
+        }));
+    }
+    let pool_writer = stores[0].clone();
+    tasks.push(tokio::spawn(async move {
+        for i in 0..40 {
+            let item = FeedbackRecord {
+                request_id: Some(format!("s0b0-req-{i}")),
+                key: None,
+                time: None,
+                label: "1".into(),
+            };
+            assert_eq!(pool_writer.add_feedback(&[item]).await.unwrap().stored, 1);
+        }
+    }));
+    for t in tasks {
+        t.await.unwrap();
+    }
+    let reader = MetaStore::connect(&url).await.unwrap();
+    assert_eq!(reader.prediction_count(None).await.unwrap(), 10_000);
+    let all = reader
+        .predictions(&PredictionQuery {
+            model: None,
+            from: None,
+            to: None,
+            after_id: None,
+            limit: 20_000,
+        })
+        .await
+        .unwrap();
+    let ids: Vec<i64> = all.iter().map(|p| p.id).collect();
+    assert_eq!(ids, (1..=10_000).collect::<Vec<i64>>());
+    // Each batch (250 rows with one request-id prefix) holds one run of consecutive ids.
+    for chunk in all.chunks(250) {
+        let prefix = chunk[0].record.request_id.split('-').next().unwrap();
+        assert!(
+            chunk
+                .iter()
+                .all(|p| p.record.request_id.starts_with(&format!("{prefix}-"))),
+            "a batch was interleaved with another"
+        );
+    }
+    assert_eq!(reader.feedback(None, 100).await.unwrap().len(), 40);
+}
+
 #[tokio::test]
 async fn postgres_backend() {
     let Ok(url) = std::env::var("KILN_TEST_POSTGRES_URL") else {
