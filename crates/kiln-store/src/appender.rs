@@ -20,7 +20,9 @@ use std::time::Duration;
 
 use rusqlite::{Connection, OpenFlags, TransactionBehavior, params};
 
-use crate::predictions::PredictionRecord;
+use crate::predictions::{
+    PredictionRecord, RESERVE_IDS, SQLITE_PREDICTION_INSERT, missing_counter,
+};
 use crate::{Result, StoreError};
 
 /// How long an append waits for another connection's write lock (as the pool's connections).
@@ -38,9 +40,6 @@ impl std::fmt::Debug for Appender {
             .finish()
     }
 }
-
-const INSERT: &str = "INSERT INTO predictions (id, request_id, key, model, version, alias, time, \
-     features, output, latency_us, flags) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)";
 
 impl Appender {
     /// An appender for the database file at `path` (which the pool has created and migrated).
@@ -91,23 +90,15 @@ fn write(conn: &mut Connection, rows: &[PredictionRecord]) -> Result<u64> {
     })?;
     let tx = conn.transaction_with_behavior(TransactionBehavior::Immediate)?;
     let last: i64 = tx
-        .query_row(
-            "UPDATE id_counters SET last_id = last_id + ?1 WHERE name = 'predictions' \
-             RETURNING last_id",
-            [n],
-            |r| r.get(0),
-        )
+        .query_row(RESERVE_IDS, params![n, "predictions"], |r| r.get(0))
         .map_err(|e| match e {
-            rusqlite::Error::QueryReturnedNoRows => StoreError::Corrupt {
-                what: "id counters".into(),
-                message: "the counter for `predictions` is missing".into(),
-            },
+            rusqlite::Error::QueryReturnedNoRows => missing_counter("predictions"),
             e => e.into(),
         })?;
     let mut id = last - n + 1;
     let mut written = 0u64;
     {
-        let mut insert = tx.prepare_cached(INSERT)?;
+        let mut insert = tx.prepare_cached(SQLITE_PREDICTION_INSERT)?;
         for r in rows {
             written += insert.execute(params![
                 id,

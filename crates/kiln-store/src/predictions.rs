@@ -272,20 +272,34 @@ pub(crate) async fn reserve_ids(
     n: usize,
 ) -> Result<i64> {
     let n = n as i64;
-    let last: i64 = sqlx::query(
-        "UPDATE id_counters SET last_id = last_id + $1 WHERE name = $2 RETURNING last_id",
-    )
-    .bind(n)
-    .bind(counter)
-    .fetch_optional(&mut **tx)
-    .await?
-    .ok_or_else(|| StoreError::Corrupt {
-        what: "id counters".into(),
-        message: format!("the counter for `{counter}` is missing"),
-    })?
-    .try_get(0)?;
+    let last: i64 = sqlx::query(RESERVE_IDS)
+        .bind(n)
+        .bind(counter)
+        .fetch_optional(&mut **tx)
+        .await?
+        .ok_or_else(|| missing_counter(counter))?
+        .try_get(0)?;
     Ok(last - n + 1)
 }
+
+/// Bumps a table's id counter by `$1` (`$2`: the table) and returns the last id handed out:
+/// [`reserve_ids`], and the SQLite appender's equivalent.
+pub(crate) const RESERVE_IDS: &str =
+    "UPDATE id_counters SET last_id = last_id + $1 WHERE name = $2 RETURNING last_id";
+
+pub(crate) fn missing_counter(counter: &str) -> StoreError {
+    StoreError::Corrupt {
+        what: "id counters".into(),
+        message: format!("the counter for `{counter}` is missing"),
+    }
+}
+
+/// The SQLite appender's single-row INSERT: the columns of [`PREDICTION_INSERT`].
+pub(crate) const SQLITE_PREDICTION_INSERT: &str = concat!(
+    "INSERT INTO predictions (",
+    prediction_columns!(),
+    ") VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11)"
+);
 
 /// Inserts `items` with ids from `first` on, in as few multi-row statements as the sizes allow;
 /// `push` binds one item's columns after its id. Returns the rows written.
