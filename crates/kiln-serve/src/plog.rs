@@ -7,10 +7,15 @@
 //! batch).
 //!
 //! The queue is bounded in rows by a semaphore: a request takes one permit per row before
-//! queueing and the writer gives them back once the rows are written. With `overflow =
-//! "block"` (the default) a full queue makes requests wait (back-pressure, nothing lost);
-//! with `"drop"` the rows are answered but not logged, and counted. On shutdown the writer
-//! drains the queue before the server exits.
+//! queueing, and they come back once the rows are written and, with live monitoring on,
+//! monitoring has taken them. With `overflow = "block"` (the default) a full queue makes
+//! requests wait (back-pressure, nothing lost); with `"drop"` the rows are answered but not
+//! logged, and counted. On shutdown the writer drains the queue before the server exits.
+//!
+//! Writing never waits for monitoring: the hand-off runs in a task of its own, so a monitor
+//! that falls behind (a slow window evaluation holds its thread) delays the permits, and so
+//! new requests, but never the write of rows already acknowledged. What `kill -9` can lose
+//! stays bounded by the flush interval.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -146,6 +151,27 @@ impl LogWriter {
     /// (`flush_interval_ms` later) or full (`batch_rows` queued, signalled by the request
     /// that fills it): not once per request, which under load cost more CPU than writing.
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        let (handoff, forwarder) = match self.live.take() {
+            Some(live) => {
+                let (tx, rx) = mpsc::unbounded_channel();
+                let task = tokio::spawn(forward(rx, live, self.permits.clone()));
+                (Some(tx), Some(task))
+            }
+            None => (None, None),
+        };
+        self.write_until_stopped(&mut stop, handoff.as_ref()).await;
+        // Every written batch is handed to monitoring before the writer is done.
+        drop(handoff);
+        if let Some(task) = forwarder {
+            let _ = task.await;
+        }
+    }
+
+    async fn write_until_stopped(
+        &mut self,
+        stop: &mut tokio::sync::watch::Receiver<bool>,
+        handoff: Option<&Handoff>,
+    ) {
         let flush_every = Duration::from_millis(self.config.flush_interval_ms);
         let mut stopping = false;
         loop {
@@ -188,11 +214,11 @@ impl LogWriter {
             }
             // What arrives from now on counts toward the next batch.
             self.queued.fetch_sub(rows, Ordering::AcqRel);
-            self.write(pending, stopping).await;
+            self.write(pending, stopping, handoff).await;
         }
     }
 
-    async fn write(&self, pending: Vec<LogBatch>, stopping: bool) {
+    async fn write(&self, pending: Vec<LogBatch>, stopping: bool, handoff: Option<&Handoff>) {
         let permits: usize = pending
             .iter()
             .map(|b| b.rows.len().min(self.permits_capacity()))
@@ -227,18 +253,37 @@ impl LogWriter {
             }
         }
         self.metrics.log_queue_rows.sub(permits as i64);
-        self.permits.add_permits(permits);
-        if let Some(live) = &self.live
-            && written
-        {
-            // A bounded hand-off: if monitoring falls behind, the writer waits, the queue
-            // fills, and requests meet back-pressure, as for a slow store.
-            let _ = live.send(records).await;
+        match handoff {
+            // The forwarder returns the permits once monitoring has the rows: if monitoring
+            // falls behind, the queue fills and requests meet back-pressure, as for a slow
+            // store, while the writer goes on writing what is queued.
+            Some(h) if written => {
+                if let Err(e) = h.send((records, permits)) {
+                    self.permits.add_permits(e.0.1);
+                }
+            }
+            _ => self.permits.add_permits(permits),
         }
     }
 
     fn permits_capacity(&self) -> usize {
         self.config.queue_rows.min(Semaphore::MAX_PERMITS)
+    }
+}
+
+/// Written batches on their way to monitoring, with the queue permits they hold.
+type Handoff = mpsc::UnboundedSender<(Vec<PredictionRecord>, usize)>;
+
+/// Hands written batches to live monitoring in order, returning each one's permits once
+/// monitoring has taken it (or is gone).
+async fn forward(
+    mut rx: mpsc::UnboundedReceiver<(Vec<PredictionRecord>, usize)>,
+    live: mpsc::Sender<Vec<PredictionRecord>>,
+    permits: Arc<Semaphore>,
+) {
+    while let Some((records, n)) = rx.recv().await {
+        let _ = live.send(records).await;
+        permits.add_permits(n);
     }
 }
 
@@ -363,6 +408,77 @@ mod tests {
             .expect("the writer stops promptly")
             .unwrap();
         assert_eq!(store.meta.prediction_count(None).await.unwrap(), 70);
+    }
+
+    /// Waits (up to 10 s) until the log holds `rows` predictions.
+    async fn wait_written(store: &Store, rows: i64) {
+        let deadline = std::time::Instant::now() + Duration::from_secs(10);
+        while store.meta.prediction_count(None).await.unwrap() < rows {
+            assert!(
+                std::time::Instant::now() < deadline,
+                "{rows} rows were not written"
+            );
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stalled_monitor_holds_back_new_requests_but_never_the_writes() {
+        let (_dir, store) = store().await;
+        let metrics = Arc::new(Metrics::new().unwrap());
+        let config = PredictionLogConfig {
+            queue_rows: 12,
+            flush_interval_ms: 20,
+            ..PredictionLogConfig::default()
+        };
+        let (log, mut writer) = prediction_log(store.clone(), &config, metrics.clone());
+        // Monitoring takes one batch into its channel and then nothing (its thread is busy).
+        let (live_tx, mut live_rx) = mpsc::channel(1);
+        writer.live = Some(live_tx);
+        let (stop_tx, stop_rx) = tokio::sync::watch::channel(false);
+        let task = tokio::spawn(writer.run(stop_rx));
+        // Each batch is written within the flush interval, though after the first monitoring
+        // takes none of them: what is acknowledged never waits for monitoring.
+        for (i, rows) in [3usize, 3, 3, 3].into_iter().enumerate() {
+            log.submit(batch(rows)).await;
+            wait_written(&store, 3 * (i as i64 + 1)).await;
+        }
+        // The written rows waiting for monitoring still hold their room in the queue: the
+        // first batch is in monitoring's channel, the other three (9 rows) wait for it, so a
+        // request of 4 rows waits (back-pressure) where one of 3 would not.
+        let waiting = tokio::time::timeout(Duration::from_millis(200), log.submit(batch(4))).await;
+        assert!(
+            waiting.is_err(),
+            "rows not yet monitored must count against the queue"
+        );
+        assert_eq!(
+            metrics.log_queue_rows.get(),
+            0,
+            "nothing waits to be written"
+        );
+        // Monitoring catches up: every batch arrives, in order, and room comes back.
+        let mut seen = Vec::new();
+        for _ in 0..4 {
+            let b = live_rx.recv().await.unwrap();
+            seen.extend(b.into_iter().map(|r| r.request_id));
+        }
+        assert_eq!(seen.len(), 12);
+        assert_eq!(&seen[..3], ["r0", "r1", "r2"]);
+        tokio::time::timeout(Duration::from_secs(5), log.submit(batch(4)))
+            .await
+            .expect("monitoring made room");
+        // Stopping writes and hands over the last rows, then ends.
+        let _ = stop_tx.send(true);
+        let last = tokio::time::timeout(Duration::from_secs(5), live_rx.recv())
+            .await
+            .expect("the last batch reaches monitoring");
+        assert_eq!(last.map(|b| b.len()), Some(4));
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .expect("the writer stops")
+            .unwrap();
+        assert_eq!(store.meta.prediction_count(None).await.unwrap(), 16);
+        assert_eq!(metrics.log_dropped.get(), 0);
     }
 
     #[tokio::test]
