@@ -446,7 +446,7 @@ SERVE_START_TIMEOUT=${KILN_BENCH_SERVE_START_TIMEOUT:-120}
 # one run differs from the next on this machine: they are judged on the median of this many
 # rounds of the three Kiln configurations, each round in a rotated order, each run of
 # KILN_BENCH_SERVE_ROUND_SECONDS on a fresh copy of the project.
-SERVE_ROUNDS=${KILN_BENCH_SERVE_ROUNDS:-3}
+SERVE_ROUNDS=${KILN_BENCH_SERVE_ROUNDS:-5}
 SERVE_ROUND_SECONDS=${KILN_BENCH_SERVE_ROUND_SECONDS:-8}
 SERVE_PATH=/v1/models/bikes/predict
 CHILD_PIDS=()
@@ -542,7 +542,9 @@ kiln_serve_skip() {
 
 # serve_one NAME DIR CMD...: start CMD in DIR (its stdout and stderr to the
 # log), measure it, stop it. Sets S_RPS S_P50_US S_P99_US S_HWM_KIB S_RSS_KIB
-# S_FIRST_S S_VALUE. The caller's CMD gets the port from $PORT's value at
+# S_FIRST_S S_VALUE, and S_CPU_US / S_SRV_CPU_US / S_IDLE (the machine's busy CPU and the
+# server's CPU per request in µs, and the machine's idle share, over the measured wrk run).
+# The caller's CMD gets the port from $PORT's value at
 # call time, so pick it first: PORT=$(free_port); serve_one ... --port "$PORT".
 serve_one() {
   local name=$1 dir=$2; shift 2
@@ -593,10 +595,13 @@ PY
   run_child "$LOG_DIR/serve-$name-warmup.log" env KILN_BENCH_BODY="$SERVE_BODY" \
     "${wrk_cmd[@]}" -d"${SERVE_WARMUP}s" "$url$SERVE_PATH" ||
     die "serve: $name: wrk warm-up failed (log: $LOG_DIR/serve-$name-warmup.log)"
+  local busy0 idle0 srv0 busy1 idle1 srv1 requests
+  busy0=$(cpu_busy_ticks) idle0=$(cpu_idle_ticks) srv0=$(proc_ticks "$pid")
   run_child "$wlog" env KILN_BENCH_BODY="$SERVE_BODY" \
     "${wrk_cmd[@]}" -d"${SERVE_SECONDS}s" --latency "$url$SERVE_PATH" ||
     die "serve: $name: wrk failed (log: $wlog)"
   kill -0 "$pid" 2>/dev/null || die "serve: $name died during the measurement (log: $log)"
+  busy1=$(cpu_busy_ticks) idle1=$(cpu_idle_ticks) srv1=$(proc_ticks "$pid")
   S_HWM_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
   S_RSS_KIB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
   line=$(grep '^kiln-bench: ' "$wlog" | tail -n 1) || die "serve: $name: no result line from wrk (log: $wlog)"
@@ -610,19 +615,33 @@ PY
     die "serve: $name: wrk saw errors (status = answers >= 400):$errors (log: $wlog, server log: $log)"
   fi
   S_RPS=$(wrk_field rps "$line") S_P50_US=$(wrk_field p50_us "$line") S_P99_US=$(wrk_field p99_us "$line")
-  log "serve: $name: $S_RPS req/s, p50 $S_P50_US us, p99 $S_P99_US us, RSS peak $S_HWM_KIB KiB, end $S_RSS_KIB KiB"
+  requests=$(wrk_field requests "$line")
+  S_CPU_US=$(fmt '%.1f' "($busy1 - $busy0) * 1000000 / $CLK_TCK / ($requests > 0 ? $requests : 1)")
+  S_SRV_CPU_US=$(fmt '%.1f' "($srv1 - $srv0) * 1000000 / $CLK_TCK / ($requests > 0 ? $requests : 1)")
+  S_IDLE=$(fmt '%.3f' "($idle1 - $idle0) / (($busy1 - $busy0) + ($idle1 - $idle0) > 0 ? ($busy1 - $busy0) + ($idle1 - $idle0) : 1)")
+  log "serve: $name: $S_RPS req/s, p50 $S_P50_US us, p99 $S_P99_US us, RSS peak $S_HWM_KIB KiB, end $S_RSS_KIB KiB; CPU per request $S_CPU_US us (server $S_SRV_CPU_US us), idle $S_IDLE"
   stop_server "$pid"
   forget_child "$pid"
 }
+
+# cpu_busy_ticks: the machine's busy CPU time so far (user, nice, system, irq, softirq; not
+# idle, iowait or steal, the time a virtual machine's host gave to others), in clock ticks.
+cpu_busy_ticks() { awk '/^cpu / { print $2 + $3 + $4 + $7 + $8; exit }' /proc/stat; }
+# cpu_idle_ticks: the machine's idle and iowait time so far, in clock ticks.
+cpu_idle_ticks() { awk '/^cpu / { print $5 + $6; exit }' /proc/stat; }
+# proc_ticks PID: a process's user and system CPU time so far, in clock ticks.
+proc_ticks() { awk '{ print $14 + $15 }' "/proc/$1/stat"; }
+CLK_TCK=$(getconf CLK_TCK 2>/dev/null || echo 100)
 
 # wrk_field NAME LINE: the value of NAME=VALUE in predict.lua's result line
 wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 
 # serve_row LABEL: a table line from the S_* of the last serve_one
 serve_row() {
-  printf '| %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(thousands "$(fmt '%.0f' "$S_RPS")")" \
+  printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(thousands "$(fmt '%.0f' "$S_RPS")")" \
     "$(fmt '%.2f' "$S_P50_US / 1000")" "$(fmt '%.2f' "$S_P99_US / 1000")" \
-    "$(fmt '%.1f' "$S_HWM_KIB / 1024")" "$(fmt '%.1f' "$S_RSS_KIB / 1024")" "$S_FIRST_S"
+    "$(fmt '%.1f' "$S_HWM_KIB / 1024")" "$(fmt '%.1f' "$S_RSS_KIB / 1024")" "$S_FIRST_S" \
+    "$(fmt '%.0f' "$S_CPU_US") ($(fmt '%.0f' "$S_SRV_CPU_US"))"
 }
 
 # serve_target LABEL RATIO_EXPR FORMAT OP BOUND: one line of the targets, judged on
@@ -671,15 +690,15 @@ PY
   local c_rps c_p99 f_rps f_p99 f_hwm f_value
   local k_rps k_p99 k_hwm k_value n_rps m_rps p_rps=
   local rounds_text="" log_ratio="" mon_ratio=""
-  table='| server | requests/s | p50 ms | p99 ms | peak RSS MiB | end RSS MiB | start to first prediction s |
-| --- | ---: | ---: | ---: | ---: | ---: | ---: |'
+  table='| server | requests/s | p50 ms | p99 ms | peak RSS MiB | end RSS MiB | start to first prediction s | CPU µs/request: machine (server) |
+| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
 
   skip=$(kiln_serve_skip)
   if [[ -n $skip ]]; then
     log "serve: Kiln not measured: $skip"
-    table+=$'\n'"| Kiln \`kiln serve\` (prediction log on) | — | — | — | — | — | — |"
-    table+=$'\n'"| Kiln \`kiln serve --no-live-monitoring\` | — | — | — | — | — | — |"
-    table+=$'\n'"| Kiln \`kiln serve --no-prediction-log\` | — | — | — | — | — | — |"
+    table+=$'\n'"| Kiln \`kiln serve\` (prediction log on) | — | — | — | — | — | — | — |"
+    table+=$'\n'"| Kiln \`kiln serve --no-live-monitoring\` | — | — | — | — | — | — | — |"
+    table+=$'\n'"| Kiln \`kiln serve --no-prediction-log\` | — | — | — | — | — | — | — |"
   else
     project=$SCRATCH/serve-project
     log "serve: preparing the Kiln project: $KILN quickstart --dir $project"
@@ -753,7 +772,7 @@ PY
       SERVE_PG_DIR=
     else
       log "serve: PostgreSQL not measured: no server binaries (apt-get install postgresql-15)"
-      table+=$'\n'"| Kiln \`kiln serve\` (prediction log on), metadata on PostgreSQL | — | — | — | — | — | — |"
+      table+=$'\n'"| Kiln \`kiln serve\` (prediction log on), metadata on PostgreSQL | — | — | — | — | — | — | — |"
     fi
   fi
 
@@ -803,7 +822,9 @@ wrk, 2 threads, 64 connections, ${SERVE_SECONDS} s (after a ${SERVE_WARMUP} s wa
 request \`POST $SERVE_PATH\` with the same one-row body: \`$(cat "$SERVE_BODY")\`.
 p50 / p99: wrk's latency percentiles (\`--latency\`, closed loop: 64 requests in flight). Any answer
 ≥ 400 or socket error (timeout 30 s) stops the run. RSS: VmHWM (peak) and VmRSS (end, after the
-load) of the server process, from /proc/PID/status. Start to first prediction: from just before the
+load) of the server process, from /proc/PID/status. CPU µs/request: the machine's busy CPU time over the
+measured run (user, system, irq; not idle, iowait or steal), and in brackets the server process's own
+(utime + stime), divided by the requests answered. Start to first prediction: from just before the
 process is spawned to the return of the first \`curl\` that got a 200 from the predict endpoint,
 retried every 5 ms (each try also starts a curl process: about 10 ms resolution); it includes
 loading (Kiln) or training (FastAPI, LightGBM on the 13,003 rows before 2012-07-01) the model.
