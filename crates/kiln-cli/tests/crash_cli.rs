@@ -217,8 +217,9 @@ async fn serve_and_kill(
         if *at < must_be_there {
             assert!(
                 logged.contains(id.as_str()),
-                "{id}, acknowledged {:?} before the kill, is missing",
-                killed - *at
+                "{id}, acknowledged {:?} before the kill, is missing; the server said:\n{}",
+                killed - *at,
+                s.stderr.lock().unwrap().join("\n")
             );
         }
     }

@@ -111,8 +111,9 @@ async fn kill_9_loses_at_most_the_last_flush_interval() {
             if *at < must_be_there {
                 assert!(
                     logged.contains(id),
-                    "{id}, acknowledged {:?} before the kill, is missing",
-                    killed - *at
+                    "{id}, acknowledged {:?} before the kill, is missing; the server said:\n{}",
+                    killed - *at,
+                    s.stderr.lock().unwrap().join("\n")
                 );
             }
         }

@@ -151,6 +151,10 @@ impl LogWriter {
     /// (`flush_interval_ms` later) or full (`batch_rows` queued, signalled by the request
     /// that fills it): not once per request, which under load cost more CPU than writing.
     pub async fn run(mut self, mut stop: tokio::sync::watch::Receiver<bool>) {
+        // The first batch should not also pay for opening the log's connection.
+        if let Err(e) = self.store.meta.prepare_appends().await {
+            tracing::warn!(target: "kiln::log", error = %e, "prediction log: cannot open its connection yet; the first write will try again");
+        }
         let (handoff, forwarder) = match self.live.take() {
             Some(live) => {
                 let (tx, rx) = mpsc::unbounded_channel();
@@ -228,9 +232,16 @@ impl LogWriter {
         let mut written = false;
         loop {
             let timer = self.metrics.log_flush_seconds.start_timer();
+            let started = std::time::Instant::now();
             match self.store.meta.append_predictions(&records).await {
                 Ok(n) => {
                     timer.observe_duration();
+                    let took = started.elapsed();
+                    if took > Duration::from_millis(self.config.flush_interval_ms) {
+                        // Rows wait this long on top of the flush interval: what kill -9 could
+                        // lose grows with it.
+                        tracing::warn!(target: "kiln::log", rows = n, millis = took.as_millis() as u64, "prediction log: a batch took longer to write than the flush interval");
+                    }
                     self.metrics.log_written.inc_by(n);
                     written = true;
                     break;

@@ -11,8 +11,9 @@
 //! rusqlite links the same `libsqlite3-sys` as sqlx (cargo builds one crate that links
 //! `sqlite3`), so the process has one SQLite library, whose file locks both connections'
 //! writes share: two copies of SQLite in one process would not see each other's POSIX locks.
-//! The connection is opened on the first append (a command that never logs never opens it)
-//! and kept; a failed append drops it, and the next opens a new one.
+//! The connection is opened when a server's log writer starts (`MetaStore::prepare_appends`),
+//! or else on the first append (a command that never logs never opens it), and kept; a failed
+//! append drops it, and the next opens a new one.
 
 use std::path::PathBuf;
 use std::sync::Mutex;
@@ -62,19 +63,38 @@ impl Appender {
         Ok(conn)
     }
 
+    /// Opens the connection (if it is not open) and compiles the insert, so that the first
+    /// append pays for neither: a server's log writer calls it when it starts. Blocks the
+    /// thread.
+    pub(crate) fn open_now(&self) -> Result<()> {
+        let mut slot = self.slot();
+        Self::connection(&mut slot, || self.open())?.prepare_cached(SQLITE_PREDICTION_INSERT)?;
+        Ok(())
+    }
+
+    /// The connection's slot. A panic while holding the lock left at worst an open
+    /// transaction, which dropping the connection rolls back: take the slot either way.
+    fn slot(&self) -> std::sync::MutexGuard<'_, Option<Connection>> {
+        self.conn
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
+    }
+
+    /// The open connection in `slot`, opened with `open` if there is none.
+    fn connection(
+        slot: &mut Option<Connection>,
+        open: impl FnOnce() -> rusqlite::Result<Connection>,
+    ) -> rusqlite::Result<&mut Connection> {
+        Ok(match slot {
+            Some(c) => c,
+            None => slot.insert(open()?),
+        })
+    }
+
     /// Appends `rows` in one transaction; returns how many were written. Blocks the thread.
     pub(crate) fn append(&self, rows: &[PredictionRecord]) -> Result<u64> {
-        // A panic while holding the lock left at worst an open transaction, which dropping
-        // the connection rolls back: take the slot either way.
-        let mut slot = self
-            .conn
-            .lock()
-            .unwrap_or_else(std::sync::PoisonError::into_inner);
-        let conn = match slot.as_mut() {
-            Some(c) => c,
-            None => slot.insert(self.open()?),
-        };
-        let written = write(conn, rows);
+        let mut slot = self.slot();
+        let written = write(Self::connection(&mut slot, || self.open())?, rows);
         if written.is_err() {
             // Whatever state the connection is in, the next append starts from a new one.
             *slot = None;
