@@ -249,7 +249,11 @@ async fn sigkill_at_random_moments_never_leaves_the_store_inconsistent() {
         });
     eprintln!("crash harness: {kills} kills, seed {seed} (KILN_CRASH_SEED={seed} replays it)");
     let mut rng = Rng(seed);
-    let p = Project::new();
+    let mut p = Project::new();
+    // The servers say when each batch of the log begins, is written and is done, so a row
+    // missing at a kill shows where its batch was (printed with the failure).
+    p.env
+        .push(("KILN_LOG".into(), "info,kiln::log=debug".into()));
     p.ok(&["init", "."]);
     p.config(&config());
     let client = reqwest::Client::new();

@@ -194,6 +194,7 @@ impl LogWriter {
             };
             let Some(first) = first else { break };
             let deadline = tokio::time::Instant::now() + flush_every;
+            tracing::debug!(target: "kiln::log", rows = first.rows.len(), "prediction log: a batch begins");
             let mut rows = first.rows.len();
             let mut pending = vec![first];
             let mut due = false;
@@ -233,10 +234,12 @@ impl LogWriter {
         loop {
             let timer = self.metrics.log_flush_seconds.start_timer();
             let started = std::time::Instant::now();
+            tracing::debug!(target: "kiln::log", rows = records.len(), attempt, "prediction log: writing a batch");
             match self.store.meta.append_predictions(&records).await {
                 Ok(n) => {
                     timer.observe_duration();
                     let took = started.elapsed();
+                    tracing::debug!(target: "kiln::log", rows = n, micros = took.as_micros() as u64, "prediction log: batch written");
                     if took > Duration::from_millis(self.config.flush_interval_ms) {
                         // Rows wait this long on top of the flush interval: what kill -9 could
                         // lose grows with it.
