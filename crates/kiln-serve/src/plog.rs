@@ -514,14 +514,7 @@ mod tests {
         assert_eq!(store.meta.prediction_count(None).await.unwrap(), 0);
         // Seven more fill the batch: the writer wakes and writes all eleven.
         log.submit(batch(7)).await;
-        let deadline = std::time::Instant::now() + Duration::from_secs(10);
-        while store.meta.prediction_count(None).await.unwrap() < 11 {
-            assert!(
-                std::time::Instant::now() < deadline,
-                "the full batch was not written"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
+        wait_written(&store, 11).await;
         assert_eq!(metrics.log_written.get(), 11);
     }
 }

@@ -68,7 +68,8 @@ impl Appender {
     /// thread.
     pub(crate) fn open_now(&self) -> Result<()> {
         let mut slot = self.slot();
-        Self::connection(&mut slot, || self.open())?.prepare_cached(SQLITE_PREDICTION_INSERT)?;
+        self.connection(&mut slot)?
+            .prepare_cached(SQLITE_PREDICTION_INSERT)?;
         Ok(())
     }
 
@@ -80,21 +81,21 @@ impl Appender {
             .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
-    /// The open connection in `slot`, opened with `open` if there is none.
-    fn connection(
-        slot: &mut Option<Connection>,
-        open: impl FnOnce() -> rusqlite::Result<Connection>,
-    ) -> rusqlite::Result<&mut Connection> {
+    /// The open connection in `slot`, opened if there is none.
+    fn connection<'a>(
+        &self,
+        slot: &'a mut Option<Connection>,
+    ) -> rusqlite::Result<&'a mut Connection> {
         Ok(match slot {
             Some(c) => c,
-            None => slot.insert(open()?),
+            None => slot.insert(self.open()?),
         })
     }
 
     /// Appends `rows` in one transaction; returns how many were written. Blocks the thread.
     pub(crate) fn append(&self, rows: &[PredictionRecord]) -> Result<u64> {
         let mut slot = self.slot();
-        let written = write(Self::connection(&mut slot, || self.open())?, rows);
+        let written = write(self.connection(&mut slot)?, rows);
         if written.is_err() {
             // Whatever state the connection is in, the next append starts from a new one.
             *slot = None;

@@ -406,7 +406,6 @@ fn feedback_of(r: &AnyRow) -> Result<StoredFeedback> {
 }
 
 impl MetaStore {
-    /// Appends `rows` to the prediction log in one transaction; returns how many were written.
     /// Readies the prediction log's appends before the first one (on SQLite, opens the
     /// appender's connection and compiles its insert), so that the first batch a server writes
     /// is no slower than the next. Nothing to do on PostgreSQL.
@@ -417,6 +416,7 @@ impl MetaStore {
         }
     }
 
+    /// Appends `rows` to the prediction log in one transaction; returns how many were written.
     pub async fn append_predictions(&self, rows: &[PredictionRecord]) -> Result<u64> {
         if rows.is_empty() {
             return Ok(0);
