@@ -59,6 +59,7 @@ impl Appender {
         conn.busy_timeout(BUSY_TIMEOUT)?;
         // Per connection, as the pool's (see `MetaStore::connect`); WAL is the file's mode.
         conn.pragma_update(None, "synchronous", "NORMAL")?;
+        conn.execute_batch(crate::meta::SQLITE_CACHE_PRAGMA)?;
         conn.pragma_update(None, "wal_autocheckpoint", 10_000)?;
         Ok(conn)
     }
@@ -90,6 +91,14 @@ impl Appender {
             Some(c) => c,
             None => slot.insert(self.open()?),
         })
+    }
+
+    /// The connection's `cache_size` (opening it if needed), for tests.
+    #[cfg(test)]
+    pub(crate) fn cache_size(&self) -> rusqlite::Result<i64> {
+        let mut slot = self.slot();
+        self.connection(&mut slot)?
+            .query_row("PRAGMA cache_size", [], |r| r.get(0))
     }
 
     /// Appends `rows` in one transaction; returns how many were written. Blocks the thread.
