@@ -119,7 +119,7 @@ max_errors_shown = 20
 # enabled = true                # Flag: --no-prediction-log.
 # flush_interval_ms = 1000      # longest a prediction waits to be written (what a crash loses)
 # queue_rows = 100000           # predictions waiting at most; then `overflow` applies
-# batch_rows = 5000             # most predictions per write
+# batch_rows = 1000             # most predictions per write
 # overflow = "block"            # "block": requests wait for room (nothing lost);
 #                               # "drop": answered but not logged, counted in /metrics
 # [serve.auth]
