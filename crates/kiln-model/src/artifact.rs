@@ -157,13 +157,6 @@ fn decompress_capped(body: &[u8], limit: u64) -> Result<Vec<u8>, ModelError> {
     let cap = usize::try_from(limit).unwrap_or(usize::MAX);
     let mut decoder = zstd::stream::read::Decoder::new(body).map_err(corrupt)?;
     let mut json = Vec::new();
-    // The size the frame header declares (Kiln writes it): the buffer is allocated once
-    // instead of doubling through fresh pages (for a 2 MB model, 8 MB of page faults at each
-    // load). Only a hint: within the cap, and an allocation that fails falls back to growing.
-    if let Ok(Some(size)) = zstd::zstd_safe::get_frame_content_size(body) {
-        let hint = usize::try_from(size).unwrap_or(usize::MAX).min(cap);
-        let _ = json.try_reserve_exact(hint);
-    }
     let mut chunk = [0u8; 32 << 10];
     loop {
         let n = match decoder.read(&mut chunk) {
