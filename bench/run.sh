@@ -541,7 +541,7 @@ kiln_serve_skip() {
 }
 
 # serve_one NAME DIR CMD...: start CMD in DIR (its stdout and stderr to the
-# log), measure it, stop it. Sets S_RPS S_P50_US S_P99_US S_HWM_KIB S_RSS_KIB
+# log), measure it, stop it. Sets S_RPS S_P50_US S_P99_US S_HWM_KIB S_RSS_KIB S_ANON_KIB S_FILE_KIB
 # S_FIRST_S S_VALUE, and S_CPU_US / S_SRV_CPU_US / S_IDLE (the machine's busy CPU and the
 # server's CPU per request in µs, and the machine's idle share, over the measured wrk run).
 # The caller's CMD gets the port from $PORT's value at
@@ -604,6 +604,8 @@ PY
   busy1=$(cpu_busy_ticks) idle1=$(cpu_idle_ticks) srv1=$(proc_ticks "$pid")
   S_HWM_KIB=$(awk '/^VmHWM:/ { print $2 }' "/proc/$pid/status")
   S_RSS_KIB=$(awk '/^VmRSS:/ { print $2 }' "/proc/$pid/status")
+  S_ANON_KIB=$(awk '/^RssAnon:/ { print $2 }' "/proc/$pid/status")
+  S_FILE_KIB=$(awk '/^RssFile:/ { print $2 }' "/proc/$pid/status")
   line=$(grep '^kiln-bench: ' "$wlog" | tail -n 1) || die "serve: $name: no result line from wrk (log: $wlog)"
   local errors="" e
   for f in connect read write status timeout; do
@@ -619,7 +621,7 @@ PY
   S_CPU_US=$(fmt '%.1f' "($busy1 - $busy0) * 1000000 / $CLK_TCK / ($requests > 0 ? $requests : 1)")
   S_SRV_CPU_US=$(fmt '%.1f' "($srv1 - $srv0) * 1000000 / $CLK_TCK / ($requests > 0 ? $requests : 1)")
   S_IDLE=$(fmt '%.3f' "($idle1 - $idle0) / (($busy1 - $busy0) + ($idle1 - $idle0) > 0 ? ($busy1 - $busy0) + ($idle1 - $idle0) : 1)")
-  log "serve: $name: $S_RPS req/s, p50 $S_P50_US us, p99 $S_P99_US us, RSS peak $S_HWM_KIB KiB, end $S_RSS_KIB KiB; CPU per request $S_CPU_US us (server $S_SRV_CPU_US us), idle $S_IDLE"
+  log "serve: $name: $S_RPS req/s, p50 $S_P50_US us, p99 $S_P99_US us, RSS peak $S_HWM_KIB KiB, end $S_RSS_KIB KiB ($S_ANON_KIB anonymous, $S_FILE_KIB file); CPU per request $S_CPU_US us (server $S_SRV_CPU_US us), idle $S_IDLE"
   stop_server "$pid"
   forget_child "$pid"
 }
@@ -640,7 +642,8 @@ wrk_field() { sed -n "s/.* $1=\([0-9.]*\).*/\1/p" <<<"$2"; }
 serve_row() {
   printf '| %s | %s | %s | %s | %s | %s | %s | %s |\n' "$1" "$(thousands "$(fmt '%.0f' "$S_RPS")")" \
     "$(fmt '%.2f' "$S_P50_US / 1000")" "$(fmt '%.2f' "$S_P99_US / 1000")" \
-    "$(fmt '%.1f' "$S_HWM_KIB / 1024")" "$(fmt '%.1f' "$S_RSS_KIB / 1024")" "$S_FIRST_S" \
+    "$(fmt '%.1f' "$S_HWM_KIB / 1024")" \
+    "$(fmt '%.1f' "$S_RSS_KIB / 1024") ($(fmt '%.1f' "$S_ANON_KIB / 1024") + $(fmt '%.1f' "$S_FILE_KIB / 1024"))" "$S_FIRST_S" \
     "$(fmt '%.0f' "$S_CPU_US") ($(fmt '%.0f' "$S_SRV_CPU_US"))"
 }
 
@@ -690,7 +693,7 @@ PY
   local c_rps c_p99 f_rps f_p99 f_hwm f_value
   local k_rps k_p99 k_hwm k_value n_rps m_rps p_rps=
   local rounds_text="" log_ratio="" mon_ratio=""
-  table='| server | requests/s | p50 ms | p99 ms | peak RSS MiB | end RSS MiB | start to first prediction s | CPU µs/request: machine (server) |
+  table='| server | requests/s | p50 ms | p99 ms | peak RSS MiB | end RSS MiB (anonymous + file) | start to first prediction s | CPU µs/request: machine (server) |
 | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |'
 
   skip=$(kiln_serve_skip)
@@ -822,7 +825,8 @@ wrk, 2 threads, 64 connections, ${SERVE_SECONDS} s (after a ${SERVE_WARMUP} s wa
 request \`POST $SERVE_PATH\` with the same one-row body: \`$(cat "$SERVE_BODY")\`.
 p50 / p99: wrk's latency percentiles (\`--latency\`, closed loop: 64 requests in flight). Any answer
 ≥ 400 or socket error (timeout 30 s) stops the run. RSS: VmHWM (peak) and VmRSS (end, after the
-load) of the server process, from /proc/PID/status. CPU µs/request: the machine's busy CPU time over the
+load) of the server process, from /proc/PID/status; the end RSS split into RssAnon (heap, stacks,
+written data) and RssFile (pages of the executable and libraries, clean and shared). CPU µs/request: the machine's busy CPU time over the
 measured run (user, system, irq; not idle, iowait or steal), and in brackets the server process's own
 (utime + stime), divided by the requests answered. Start to first prediction: from just before the
 process is spawned to the return of the first \`curl\` that got a 200 from the predict endpoint,

@@ -105,7 +105,7 @@ pub enum Fitted {
 /// an internally tagged enum first buffers the whole object as generic `Content` (a map or a
 /// number per JSON token) and then reads the variant from that: for the bike model's 1.7 MB of
 /// trees the buffer was most of what `kiln serve` allocated at start and at each model load
-/// (3/4 of the page faults of a start, a 6.7 MiB peak above the settled RSS). Every field of
+/// (3/4 of the page faults of a start, a 6.2 MiB peak above the settled RSS). Every field of
 /// every variant has one type, so no field needs the tag to be read; the tag picks the variant
 /// at the end. Fields no variant has are skipped, as the derived form does.
 impl<'de> Deserialize<'de> for Fitted {
