@@ -141,6 +141,9 @@ fn main() -> ExitCode {
         libc::signal(libc::SIGPIPE, libc::SIG_DFL);
     }
     let cli = Cli::parse();
+    if matches!(cli.command, Command::Serve(_)) {
+        serve::prepare_process();
+    }
     let file_format = context::peek_log_format(&cli.global);
     // The quickstart tells its own story (alerts, retrainings); its server's warnings about
     // them would say it twice. -v brings them back.
