@@ -4,7 +4,7 @@
 //! 2.36, the release the Docker image and CI run). A position-independent executable of this
 //! size carries about 110,000 relative relocations, which the dynamic loader reads in full at
 //! every start: as classic `RELA` entries they are a 2.6 MiB table that then stays resident
-//! (it was a tenth of an idle server's memory), as `RELR` a bitmap of a few tens of KiB. The
+//! (of an idle server's 40 MiB), as `RELR` a bitmap of a few tens of KiB. The
 //! executable stays position-independent (ASLR is unchanged).
 
 fn main() {
