@@ -141,8 +141,8 @@ pub fn settings(
 /// The memory settings of a server process. Called by `main` right after the command line is
 /// read, before the logging thread and the async runtime exist: huge pages faulted in before
 /// `no_huge_pages` stay whole (2 MiB resident each, however little of them is used), and each
-/// new thread's first allocations touch fresh ones. Called here rather than when the server
-/// starts: an idle server's anonymous memory 9–10 MiB instead of 12–13, peak RSS under wrk
+/// new thread's first allocations touch fresh ones. That early, rather than when the
+/// server starts: an idle server's anonymous memory 9–10 MiB instead of 12–13, peak RSS under wrk
 /// 41–42 instead of 44–46 MiB. (What was touched before `main` still comes in huge pages:
 /// with `MIMALLOC_ALLOW_THP=0` in the environment, mimalloc never asks for them, and the idle
 /// figure is 6 MiB, the peak 38.)
