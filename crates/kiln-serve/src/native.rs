@@ -407,26 +407,36 @@ pub async fn serve_rows(
 /// of a row. Only the four JSON whitespace bytes outside strings go (a string ends at a `"`
 /// not escaped by a `\`), so the tokens, and what any reader reads, are unchanged; those
 /// bytes are ASCII, so what is left is still UTF-8. A scan of the text costs a fraction of
-/// reading it into a `Value` and writing that out again.
+/// reading it into a `Value` and writing that out again; the text between two dropped bytes is
+/// copied as one slice, not byte by byte (which took 1% of a logging server's CPU).
 pub(crate) fn compact_text(json: &str) -> String {
-    let mut out = Vec::with_capacity(json.len());
-    let (mut in_string, mut escaped) = (false, false);
-    for &b in json.as_bytes() {
-        if in_string {
-            if escaped {
-                escaped = false;
-            } else if b == b'\\' {
-                escaped = true;
-            } else if b == b'"' {
-                in_string = false;
+    let bytes = json.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    // `bytes[start..i]` is kept and not yet copied.
+    let (mut start, mut i) = (0, 0);
+    while i < bytes.len() {
+        match bytes[i] {
+            b'"' => {
+                // To the closing quote: the byte after a backslash never closes the string.
+                i += 1;
+                while i < bytes.len() {
+                    match bytes[i] {
+                        b'\\' => i += 2,
+                        b'"' => break,
+                        _ => i += 1,
+                    }
+                }
+                i += 1;
             }
-        } else if b == b'"' {
-            in_string = true;
-        } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
-            continue;
+            b' ' | b'\n' | b'\r' | b'\t' => {
+                out.extend_from_slice(&bytes[start..i]);
+                i += 1;
+                start = i;
+            }
+            _ => i += 1,
         }
-        out.push(b);
     }
+    out.extend_from_slice(&bytes[start..]);
     // Only ASCII bytes were taken out of UTF-8 text; the fallback keeps the text as it was.
     String::from_utf8(out).unwrap_or_else(|_| json.to_owned())
 }
@@ -436,8 +446,14 @@ pub(crate) fn output_json(model: &LoadedModel, p: &Predictions, i: usize) -> Str
     match p {
         // Written directly: a map built to be printed cost more than the rest of the row.
         Predictions::Values(v) => {
-            let value = serde_json::to_string(&v[i]).unwrap_or_else(|_| "null".into());
-            format!("{{\"value\":{value}}}")
+            let mut out = Vec::with_capacity(32);
+            out.extend_from_slice(b"{\"value\":");
+            // A number, or `null` for a value that is not finite.
+            if serde_json::to_writer(&mut out, &v[i]).is_err() {
+                out.extend_from_slice(b"null");
+            }
+            out.push(b'}');
+            String::from_utf8(out).unwrap_or_else(|_| "{\"value\":null}".into())
         }
         Predictions::Probabilities { classes, data } => {
             let row = &data[i * classes..(i + 1) * classes];
@@ -800,6 +816,51 @@ mod tests {
             let b: Value = serde_json::from_str(&got).unwrap();
             assert_eq!(a, b);
         }
+    }
+
+    /// The span-copying scan against the plain byte-by-byte state machine it replaced, on
+    /// every text of up to 6 characters from an alphabet of the bytes that matter (truncated
+    /// strings and dangling backslashes included: no panic, the same answer).
+    #[test]
+    fn compact_text_matches_a_byte_by_byte_scan() {
+        fn reference(json: &str) -> String {
+            let mut out = Vec::new();
+            let (mut in_string, mut escaped) = (false, false);
+            for &b in json.as_bytes() {
+                if in_string {
+                    if escaped {
+                        escaped = false;
+                    } else if b == b'\\' {
+                        escaped = true;
+                    } else if b == b'"' {
+                        in_string = false;
+                    }
+                } else if b == b'"' {
+                    in_string = true;
+                } else if matches!(b, b' ' | b'\n' | b'\r' | b'\t') {
+                    continue;
+                }
+                out.push(b);
+            }
+            String::from_utf8(out).unwrap()
+        }
+        let alphabet = ['"', '\\', ' ', '\n', 'a', 'é'];
+        let mut texts = vec![String::new()];
+        let mut checked = 0;
+        for _ in 0..6 {
+            let mut longer = Vec::with_capacity(texts.len() * alphabet.len());
+            for t in &texts {
+                for c in alphabet {
+                    let mut u = t.clone();
+                    u.push(c);
+                    assert_eq!(compact_text(&u), reference(&u), "{u:?}");
+                    checked += 1;
+                    longer.push(u);
+                }
+            }
+            texts = longer;
+        }
+        assert_eq!(checked, (1..=6).map(|k| 6_usize.pow(k)).sum::<usize>());
     }
 
     #[test]
