@@ -173,16 +173,10 @@ fn median(mut v: Vec<f64>) -> Option<f64> {
     })
 }
 
-fn column<'a>(batch: &'a RecordBatch, name: &str) -> Result<&'a ArrayRef, ModelError> {
-    batch
-        .column_by_name(name)
-        .ok_or_else(|| ModelError::Invalid(format!("column `{name}` is missing")))
-}
-
 /// The column named `name` and its index, looked for first at `hint`. Batches of the model's
 /// schema hold the pipeline's columns in its order, so one comparison finds each; a search by
 /// name per column (most of them failing comparisons) was 0.6% of a server's CPU samples.
-fn column_near<'a>(
+fn column<'a>(
     batch: &'a RecordBatch,
     hint: usize,
     name: &str,
@@ -219,7 +213,7 @@ impl FeaturePipeline {
             });
         }
         let mut columns = Vec::new();
-        for col in &schema.columns {
+        for (j, col) in schema.columns.iter().enumerate() {
             let dropped = |reason: &str| ColumnTransform::Dropped {
                 reason: reason.to_owned(),
             };
@@ -228,7 +222,7 @@ impl FeaturePipeline {
             } else if opts.exclude.contains(&col.name) {
                 dropped("excluded")
             } else {
-                let array = column(batch, &col.name)?;
+                let (_, array) = column(batch, j, &col.name)?;
                 fit_column(col.ftype, array, target, family)
             };
             columns.push(PipelineColumn {
@@ -256,7 +250,7 @@ impl FeaturePipeline {
             if matches!(col.transform, ColumnTransform::Dropped { .. }) {
                 continue;
             }
-            let (at, array) = column_near(batch, next, &col.name)?;
+            let (at, array) = column(batch, next, &col.name)?;
             next = at + 1;
             if !kiln_core::table::is_arrow_type(col.ftype, array.data_type()) {
                 return Err(ModelError::Invalid(format!(

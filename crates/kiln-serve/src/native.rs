@@ -448,7 +448,8 @@ pub(crate) fn output_json(model: &LoadedModel, p: &Predictions, i: usize) -> Str
         Predictions::Values(v) => {
             let mut out = Vec::with_capacity(32);
             out.extend_from_slice(b"{\"value\":");
-            // A number, or `null` for a value that is not finite.
+            // serde_json writes `null` for a value that is not finite; writing into a Vec
+            // does not fail, the fallback only keeps the text valid JSON if it ever did.
             if serde_json::to_writer(&mut out, &v[i]).is_err() {
                 out.extend_from_slice(b"null");
             }
